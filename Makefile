@@ -1,0 +1,39 @@
+# xlstm-exp: `make install` then `make test`. `make help` lists every target.
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast train sweep lint format clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the project with its dev extras (CPU torch)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+
+test: ## Run the whole test suite
+	$(PY) -m pytest
+
+test-fast: ## Run the tests except the end-to-end runs of train.py
+	$(PY) -m pytest -m "not slow"
+
+train: ## Train once; pass Hydra overrides as ARGS="model=slstm block=post"
+	$(PY) train.py $(ARGS)
+
+sweep: ## Train LSTM, sLSTM, mLSTM and Transformer in one multirun; extra overrides in ARGS
+	$(PY) train.py -m model=lstm,slstm,mlstm,transformer $(ARGS)
+
+lint: ## Check style with ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: ## Format and fix with ruff
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean: ## Remove caches and run outputs (logs/, outputs/, multirun/); keeps .venv
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

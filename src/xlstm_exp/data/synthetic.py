@@ -1,0 +1,122 @@
+"""``data=synthetic``: a seeded language-like corpus with a known entropy-rate floor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xlstm_exp.data.synthetic_corpus import EOD, SyntheticProcess
+from xlstm_exp.data.windows import RandomShiftSampler, TokenWindows, WindowsByStart
+
+SPLITS = ("train", "val", "test")
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Train/val/test streams of one `SyntheticProcess`, from independent random streams.
+
+    Batches are ``(input_ids, targets)``, both ``(B, T)`` long tensors, with targets -100 where
+    the last window runs past a split's end.
+    """
+
+    def __init__(
+        self,
+        num_words: int = 4000,
+        num_names: int = 64,
+        num_successors: int = 8,
+        successor_weight: float = 0.7,
+        zipf_exponent: float = 1.1,
+        ref_prob: float = 0.02,
+        end_prob: float = 1 / 300,
+        train_tokens: int = 1_000_000,
+        val_tokens: int = 60_000,
+        test_tokens: int = 60_000,
+        context_length: int = 128,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.process = SyntheticProcess(
+            num_words=num_words,
+            num_names=num_names,
+            num_successors=num_successors,
+            successor_weight=successor_weight,
+            zipf_exponent=zipf_exponent,
+            ref_prob=ref_prob,
+            end_prob=end_prob,
+            seed=seed,
+        )
+        self.split_sizes = {"train": train_tokens, "val": val_tokens, "test": test_tokens}
+        self.context_length = context_length
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._tokens: dict[str, np.ndarray] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.process.vocab_size
+
+    @property
+    def token_strings(self) -> list[str]:
+        return self.process.token_strings
+
+    def setup(self, stage: str | None = None) -> None:
+        """Generate every split once (about a second); later calls reuse them."""
+        if not self._tokens:
+            self._tokens = {
+                split: self.process.generate(self.split_sizes[split], stream=index)
+                for index, split in enumerate(SPLITS)
+            }
+
+    def tokens(self, split: str) -> torch.Tensor:
+        """The split's whole token stream as a 1-D long tensor."""
+        return torch.from_numpy(self._split(split))
+
+    def _split(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        self.setup()
+        return self._tokens[split]
+
+    def _loader(self, dataset: Dataset, **kwargs: object) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        windows = TokenWindows(self.tokens("train"), self.context_length)
+        sampler = RandomShiftSampler(windows, seed=self.seed)
+        return self._loader(WindowsByStart(windows), sampler=sampler, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(TokenWindows(self.tokens("val"), self.context_length))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(TokenWindows(self.tokens("test"), self.context_length))
+
+    def floor_ppl(self, split: str) -> float:
+        """True entropy-rate perplexity on the split's targets (every token but the first)."""
+        return self.process.floor_ppl(self._split(split))
+
+    def unigram_ppl(self, split: str) -> float:
+        """Perplexity on the split's targets of the add-one smoothed train unigram."""
+        counts = np.bincount(self._split("train"), minlength=self.vocab_size) + 1.0
+        log_probs = np.log(counts / counts.sum())
+        return math.exp(-float(log_probs[self._split(split)[1:]].mean()))
+
+    def decode(self, ids: Sequence[int] | torch.Tensor | np.ndarray) -> str:
+        """Space-joined token strings, one document per line; negative (padding) ids skipped."""
+        strings = self.token_strings
+        ids = np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids).ravel()
+        pieces = [("\n" if i == EOD else "") + strings[i] for i in ids.tolist() if i >= 0]
+        return " ".join(pieces).replace(" \n", "\n").lstrip("\n")

@@ -1,0 +1,140 @@
+"""LightningModule that trains any language model of `xlstm_exp.models` on next-token loss."""
+
+import math
+import time
+from functools import partial
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import SumMetric
+
+from xlstm_exp.schedule import warmup_cosine
+
+IGNORE_INDEX = -100
+
+
+class LanguageModelingModule(L.LightningModule):
+    """Next-token cross-entropy, AdamW with weight decay on weight matrices only, linear warm-up
+    then cosine decay. Validation and test perplexity come from the summed NLL over every target
+    token of the split, never from an average of per-batch perplexities."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 3e-3,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        eps: float = 1e-5,
+        warmup_steps: int = 50,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        if getattr(model, "bidirectional", False):
+            raise ValueError(
+                "a bidirectional model reads future tokens, so it cannot be trained as a causal "
+                "language model; build it with bidirectional=False"
+            )
+        self.model = model
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, tuple(betas), eps
+        self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.eval_nll = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.eval_tokens = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.train_tokens = 0
+        self.train_seconds = 0.0
+        self._batch_start = 0.0
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def _summed_nll(self, batch) -> tuple[torch.Tensor, int]:
+        input_ids, targets = batch
+        logits = self.model(input_ids)
+        nll = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return nll, int((targets != IGNORE_INDEX).sum())
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        nll, count = self._summed_nll(batch)
+        loss = nll / count
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
+                "lower the learning rate or check the data"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/ppl", loss.exp())
+        self.log("lr", self.optimizers().param_groups[0]["lr"])
+        self.train_tokens += count
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        seconds = time.perf_counter() - self._batch_start
+        self.train_seconds += seconds
+        tokens = batch[1].numel()
+        self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True)
+
+    def _eval_step(self, split: str, batch) -> None:
+        nll, count = self._summed_nll(batch)
+        self.eval_nll[split].update(nll)
+        self.eval_tokens[split].update(count)
+
+    def _eval_epoch_end(self, split: str) -> None:
+        loss = self.eval_nll[split].compute() / self.eval_tokens[split].compute()
+        self.log(f"{split}/loss", loss, prog_bar=split == "val")
+        self.log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
+        self.eval_nll[split].reset()
+        self.eval_tokens[split].reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        # Decay weight matrices only: norms, biases, gate biases and embeddings keep their
+        # values (the paper's recipe excludes the token embedding explicitly).
+        decay, no_decay = [], []
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        for param in self.model.parameters():
+            if not param.requires_grad:
+                continue
+            is_matrix = param.ndim >= 2 and id(param) not in embeddings
+            (decay if is_matrix else no_decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.lr,
+            betas=self.betas,
+            eps=self.eps,
+        )
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if math.isfinite(total) else self.warmup_steps
+        schedule = partial(
+            warmup_cosine,
+            warmup_steps=self.warmup_steps,
+            total_steps=total,
+            min_ratio=self.min_lr_ratio,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,85 @@
+"""mLSTM mixer: the matrix-memory cell with its head-wise projections, gates and output norm."""
+
+import torch
+from torch import nn
+
+from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
+from xlstm_exp.models.mlstm import (
+    mlstm_chunkwise_with_state,
+    mlstm_parallel_with_state,
+    mlstm_step,
+)
+from xlstm_exp.models.norms import MultiHeadNorm
+from xlstm_exp.models.registry import register_mixer
+
+
+@register_mixer("mlstm")
+class MLSTMMixer(nn.Module):
+    """The mLSTM layer of the paper's pre-up-projection block (Fig. 11).
+
+    q and k come from the conv branch, v from the un-convolved input, each through a
+    block-diagonal projection; the input and forget gates are one scalar per head from a linear
+    map of (q, k, v). The cell output is normalised per head and gets a learnable skip from the
+    conv branch; the block gates the result with its other branch. `impl` picks the training
+    form: `chunkwise` (linear in the sequence length) or `parallel` (quadratic, one chunk).
+    """
+
+    reads_conv_branch = True
+
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        qkv_block_size: int = 4,
+        chunk_size: int = 64,
+        impl: str = "chunkwise",
+    ):
+        super().__init__()
+        if impl not in ("chunkwise", "parallel"):
+            raise ValueError(f"mLSTM impl must be 'chunkwise' or 'parallel', not {impl!r}")
+        if width % num_heads:
+            raise ValueError(f"width {width} does not split into {num_heads} heads")
+        self.num_heads = num_heads
+        self.chunk_size = chunk_size
+        self.impl = impl
+        self.q_proj = BlockDiagonalLinear(width, qkv_block_size)
+        self.k_proj = BlockDiagonalLinear(width, qkv_block_size)
+        self.v_proj = BlockDiagonalLinear(width, qkv_block_size)
+        self.igate = nn.Linear(3 * width, num_heads)
+        self.fgate = nn.Linear(3 * width, num_heads)
+        self.norm = MultiHeadNorm(width, num_heads)
+        self.skip = nn.Parameter(torch.ones(width))
+        self.reset_gate_parameters()
+
+    def reset_gate_parameters(self) -> None:
+        # Paper's reference setup: gates start input-independent; forget biases spread over
+        # [3, 6] so the heads start with long but different memory spans; input biases small.
+        nn.init.zeros_(self.fgate.weight)
+        with torch.no_grad():
+            self.fgate.bias.copy_(torch.linspace(3.0, 6.0, self.num_heads))
+        nn.init.zeros_(self.igate.weight)
+        nn.init.normal_(self.igate.bias, std=0.1)
+        nn.init.ones_(self.skip)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state=None):
+        q, k, v = self.q_proj(x_conv), self.k_proj(x_conv), self.v_proj(x)
+        qkv = torch.cat([q, k, v], dim=-1)
+        igate, fgate = self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        if state is not None and x.shape[1] == 1:
+            h, state = mlstm_step(
+                q[:, :, 0], k[:, :, 0], v[:, :, 0], igate[..., 0], fgate[..., 0], state
+            )
+            h = h.unsqueeze(2)
+        elif state is None and self.impl == "parallel":
+            h, state = mlstm_parallel_with_state(q, k, v, igate, fgate)
+        else:
+            h, state = mlstm_chunkwise_with_state(
+                q, k, v, igate, fgate, chunk_size=self.chunk_size, state=state
+            )
+        h = h.transpose(1, 2).flatten(-2)
+        return self.norm(h) + self.skip * x_conv, state

@@ -1,0 +1,43 @@
+"""Shared helpers for tests that compose the Hydra configs."""
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small enough that a whole run takes seconds on two cores.
+TINY = [
+    "data.train_tokens=20000",
+    "data.val_tokens=4000",
+    "data.test_tokens=4000",
+    "data.context_length=32",
+    "data.batch_size=8",
+    "model.d_model=32",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "logger=none",
+]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The config `python train.py <overrides>` would get, with `${hydra:...}` interpolations
+    usable (the run's output dir set to `output_dir`)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as in train.py's main, which gets the job config only
+    return cfg

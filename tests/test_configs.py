@@ -1,0 +1,46 @@
+"""Every shipped config option composes and instantiates."""
+
+import pytest
+import torch
+from helpers import TINY, compose_train, options
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from xlstm_exp.run import build_model, instantiate_all
+
+OTHER_GROUPS = ["data", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "debug"]
+
+
+def test_every_group_has_options():
+    for group in ["model", "block", *OTHER_GROUPS]:
+        assert options(group), f"conf/{group}/ is empty"
+    assert {"lstm", "transformer", "slstm", "mlstm", "xlstm"} <= set(options("model"))
+    assert set(options("block")) == {"pre", "post"}
+
+
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("block", options("block"))
+def test_model_and_block_build_and_run(model, block, tmp_path):
+    cfg = compose_train([f"model={model}", f"block={block}", *TINY], tmp_path)
+    net = build_model(cfg, vocab_size=50)
+    logits = net(torch.randint(0, 50, (2, 9)))
+    assert logits.shape == (2, 9, 50) and torch.isfinite(logits).all()
+    assert HydraConfig.get().runtime.choices.model == model
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in OTHER_GROUPS for o in options(g)])
+def test_option_composes_and_instantiates(group, option, tmp_path):
+    cfg = compose_train([*TINY, f"{group}={option}"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    datamodule = instantiate(cfg.data)
+    assert datamodule.vocab_size > 0
+    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    # Without a GPU here, the gpu trainer config is checked with the CPU as its accelerator.
+    cpu_only = {"accelerator": "cpu"} if not torch.cuda.is_available() else {}
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_only)
+    assert trainer.max_steps > 0 or trainer.fast_dev_run
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.finish()

@@ -1,0 +1,65 @@
+"""End-to-end runs of train.py as a user types them (subprocesses, a few seconds each)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, TINY
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+
+
+def run_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_single_run_writes_metrics_and_respects_the_floor(tmp_path):
+    result = run_train("model=lstm", "block=post", *TINY, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in [
+        "model",
+        "block",
+        "data",
+        "params",
+        "params_non_embedding",
+        "val/loss",
+        "val/ppl",
+        "train/tokens_per_s",
+        "wall_time_s",
+        "val/floor_ppl",
+    ]:
+        assert key in metrics, key
+    assert (metrics["model"], metrics["block"], metrics["data"]) == ("lstm", "post", "synthetic")
+    assert metrics["val/ppl"] == pytest.approx(2.718281828 ** metrics["val/loss"], rel=1e-6)
+    assert metrics["val/ppl"] > metrics["val/floor_ppl"]
+    assert metrics["global_step"] == 4
+    assert (tmp_path / ".hydra" / "config.yaml").exists(), "resolved config is saved"
+    assert "val: loss" in result.stdout
+
+
+def test_multirun_makes_one_output_dir_per_job(tmp_path):
+    result = run_train("-m", "model=lstm,transformer", *TINY, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
+    assert len(runs) == 2 and "model=lstm" in runs[0] and "model=transformer" in runs[1]
+
+
+@pytest.mark.parametrize(
+    ("override", "valid"), [("model=foo", "transformer"), ("block=middle", "post")]
+)
+def test_unknown_option_lists_the_choices(override, valid):
+    result = run_train(override)
+    assert result.returncode != 0
+    assert "Available options" in result.stderr and valid in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,16 @@
+"""Train a language model: `python train.py model=mlstm block=pre` (see README and conf/)."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    # Imported here so that a bad command line fails before the ~10 s of framework imports.
+    from xlstm_exp.run import train
+
+    return train(cfg)["val/loss"]
+
+
+if __name__ == "__main__":
+    main()
