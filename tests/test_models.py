@@ -82,6 +82,17 @@ def test_prefill_chunks_then_steps_equal_one_full_forward(mixer, block):
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize(("mixer", "block"), COMBOS)
+def test_bf16_autocast_forward_stays_finite_and_close(mixer, block):
+    model = make_model(mixer, block).float()
+    x = tokens()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x)
+    assert torch.isfinite(low).all()
+    error = (low.float() - model(x)).abs()
+    assert error.mean() < 0.02 and error.max() < 0.3, "bf16 rounding only, no blow-up"
+
+
 def test_mlstm_parallel_and_chunkwise_models_agree():
     chunkwise = make_model("mlstm", "pre")
     parallel = make_model("mlstm", "pre", mixer_options={"mlstm": {"impl": "parallel"}})

@@ -88,11 +88,19 @@ class LanguageModelingModule(L.LightningModule):
         self.eval_tokens[split].update(count)
 
     def _eval_epoch_end(self, split: str) -> None:
-        loss = self.eval_nll[split].compute() / self.eval_tokens[split].compute()
-        self.log(f"{split}/loss", loss, prog_bar=split == "val")
-        self.log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
+        nll, tokens = self.eval_nll[split].compute(), self.eval_tokens[split].compute()
         self.eval_nll[split].reset()
         self.eval_tokens[split].reset()
+        loss = nll / tokens
+        self.log(f"{split}/loss", loss, prog_bar=split == "val")
+        self.log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
+        # Per-word and per-byte numbers compare across tokenizers; they need the data's word
+        # and byte counts, which hold only when the whole split was scored.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        counts = datamodule.eval_counts(split) if hasattr(datamodule, "eval_counts") else None
+        if counts and int(tokens) == counts["tokens"]:
+            self.log(f"{split}/word_ppl", (nll / counts["words"]).exp())
+            self.log(f"{split}/bpb", nll / (counts["bytes"] * math.log(2)))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -111,10 +119,11 @@ class LanguageModelingModule(L.LightningModule):
         # values (the paper's recipe excludes the token embedding explicitly).
         decay, no_decay = [], []
         embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        for param in self.model.parameters():
+        for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
             is_matrix = param.ndim >= 2 and id(param) not in embeddings
+            is_matrix = is_matrix and not name.endswith("bias")  # sLSTM keeps (4, NH, DH) biases
             (decay if is_matrix else no_decay).append(param)
         optimizer = torch.optim.AdamW(
             [

@@ -101,6 +101,11 @@ def summary(metrics: dict, output_dir: Path) -> str:
         if f"{split}/loss" not in metrics:
             continue
         line = f"{split}: loss {metrics[f'{split}/loss']:.4f}  ppl {metrics[f'{split}/ppl']:.2f}"
+        if f"{split}/word_ppl" in metrics:
+            line += (
+                f"  word ppl {metrics[f'{split}/word_ppl']:.2f}  "
+                f"bits/byte {metrics[f'{split}/bpb']:.4f}"
+            )
         if f"{split}/floor_ppl" in metrics:
             line += (
                 f"  (true-entropy floor {metrics[f'{split}/floor_ppl']:.2f}, "
