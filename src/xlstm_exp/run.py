@@ -55,6 +55,7 @@ def train(cfg: DictConfig) -> dict:
     configure_wandb_mode()
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule.vocab_size)
