@@ -1,10 +1,13 @@
 """Shared helpers for tests that compose the Hydra configs."""
 
+import os
+import signal
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +44,14 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
     with open_dict(cfg):
         del cfg["hydra"]  # as in train.py's main, which gets the job config only
     return cfg
+
+
+class SignalAtStep(Callback):
+    """Sends this process a signal after the given training step (a pre-empted cluster job)."""
+
+    def __init__(self, step: int, signum: int = signal.SIGTERM):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

@@ -64,3 +64,24 @@ def test_unknown_option_lists_the_choices(override, valid):
     assert result.returncode != 0
     assert "Available options" in result.stderr and valid in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_wandb_offline_run_records_config_and_metrics_under_a_token_budget(tmp_path):
+    tiny = [o for o in TINY if o != "logger=none"]
+    env = {**ENV, "WANDB_MODE": "offline"}
+    budget = ["max_tokens=1024", "trainer.log_every_n_steps=1"]  # 8 x 32 tokens a step: 4 steps
+    result = subprocess.run(
+        [sys.executable, "train.py", "logger=wandb", *tiny, *budget, f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "metrics.json").read_text())["global_step"] == 4
+    (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    # The offline record holds the run's name, config keys and metric names as plain strings.
+    record = run_file.read_bytes()
+    for text in [b"mlstm-pre-synthetic", b"d_model", b"val/ppl", b"train/loss", b"grad_norm"]:
+        assert text in record, text

@@ -1,6 +1,7 @@
 """LightningModule that trains any language model of `xlstm_exp.models` on next-token loss."""
 
 import math
+import random
 import time
 from functools import partial
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import SumMetric
 
+from xlstm_exp.checkpoint import CONFIG_KEY
 from xlstm_exp.schedule import warmup_cosine
 
 IGNORE_INDEX = -100
@@ -29,7 +31,10 @@ class LanguageModelingModule(L.LightningModule):
         eps: float = 1e-5,
         warmup_steps: int = 50,
         min_lr_ratio: float = 0.1,
+        run_config: dict | None = None,
     ):
+        """`run_config`, the resolved run config, is stored in every checkpoint so that the
+        model can be rebuilt from the checkpoint alone."""
         super().__init__()
         if getattr(model, "bidirectional", False):
             raise ValueError(
@@ -39,6 +44,8 @@ class LanguageModelingModule(L.LightningModule):
         self.model = model
         self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, tuple(betas), eps
         self.warmup_steps, self.min_lr_ratio = warmup_steps, min_lr_ratio
+        self.run_config = run_config
+        self._rng_to_restore: dict | None = None
         self.eval_nll = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.eval_tokens = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.train_tokens = 0
@@ -74,7 +81,31 @@ class LanguageModelingModule(L.LightningModule):
         self.log("train/ppl", loss.exp())
         self.log("lr", self.optimizers().param_groups[0]["lr"])
         self.train_tokens += count
+        self.log("train/tokens", float(self.train_tokens))
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("grad_norm", torch.linalg.vector_norm(torch.stack(norms)))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Plain containers and tensors only, so the checkpoint loads with weights_only=True.
+        checkpoint[CONFIG_KEY] = self.run_config
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        checkpoint["train_tokens"] = self.train_tokens
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng")
+        self.train_tokens = checkpoint.get("train_tokens", 0)
+
+    def on_train_start(self) -> None:
+        # Restored only now: creating the dataloader iterators draws from the global RNG, which
+        # the interrupted run had done before the checkpoint was written.
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore["torch"])
+            random.setstate(self._rng_to_restore["python"])
+            self._rng_to_restore = None
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         seconds = time.perf_counter() - self._batch_start

@@ -1,24 +1,32 @@
 """One training run from a composed config: build data, model, trainer; fit; write metrics.json."""
 
 import json
+import math
 import os
 import time
 from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from xlstm_exp.checkpoint import load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.models import LanguageModel
+from xlstm_exp.preemption import PreemptionCheckpoint
 
 
 def configure_wandb_mode() -> None:
-    """W&B runs offline unless the user chose otherwise (an API key or an explicit mode), so a
-    machine without network never hangs or prompts for a login."""
-    if "WANDB_API_KEY" not in os.environ and "WANDB_MODE" not in os.environ:
+    """W&B runs offline unless the user has credentials (an API key or `wandb login`) or chose a
+    mode, so a machine without an account never prompts for a login."""
+    netrc = Path.home() / ".netrc"
+    logged_in = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    if not logged_in and "WANDB_API_KEY" not in os.environ and "WANDB_MODE" not in os.environ:
         os.environ["WANDB_MODE"] = "offline"
 
 
@@ -32,12 +40,13 @@ def build_model(cfg: DictConfig, vocab_size: int) -> nn.Module:
     return LanguageModel(block=OmegaConf.to_container(cfg.block, resolve=True), **options)
 
 
-def parameter_counts(model: nn.Module) -> tuple[int, int]:
+def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Total and non-embedding parameters (the latter as the model defines it, if it does)."""
     total = sum(p.numel() for p in model.parameters())
+    non_embedding = total
     if isinstance(model, LanguageModel):
-        return total, model.num_parameters(non_embedding=True)
-    return total, total
+        non_embedding = model.num_parameters(non_embedding=True)
+    return {"params": total, "params_non_embedding": non_embedding}
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -45,9 +54,44 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
+def wandb_options(choices, output_dir: Path) -> dict:
+    """Name and tag a W&B run after its model/block/data, and put all jobs of one multirun into
+    one group (named after the sweep folder they share) so that a sweep reads as one dashboard."""
+    picked = [choices[group] for group in ("model", "block", "data")]
+    options = {"name": "-".join(picked), "tags": picked}
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        options["group"] = output_dir.parent.name
+    return options
+
+
+def build_loggers(cfg: DictConfig, choices, output_dir: Path) -> list:
+    loggers = []
+    for entry in (cfg.get("logger") or {}).values():
+        is_wandb = entry.get("_target_", "").endswith("WandbLogger")
+        loggers.append(
+            instantiate(entry, **(wandb_options(choices, output_dir) if is_wandb else {}))
+        )
+    return loggers
+
+
+def max_steps_for_tokens(cfg: DictConfig) -> int | None:
+    """Optimizer steps that consume `max_tokens` training tokens (None when no token budget)."""
+    if cfg.get("max_tokens") is None:
+        return None
+    trainer = cfg.trainer
+    tokens_per_step = (
+        cfg.data.batch_size
+        * cfg.data.context_length
+        * trainer.get("accumulate_grad_batches", 1)
+        * (trainer.devices if isinstance(trainer.devices, int) else 1)
+        * trainer.get("num_nodes", 1)
+    )
+    return math.ceil(cfg.max_tokens / tokens_per_step)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train, validate (and test, unless `test=false`) one model; returns the metrics written to
-    `<output_dir>/metrics.json`."""
+    `<output_dir>/metrics.json`. With `ckpt_path`, resumes that checkpoint exactly."""
     started = time.time()
     choices = HydraConfig.get().runtime.choices
     if cfg.get("seed") is not None:
@@ -56,41 +100,58 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    resume_from = cfg.get("ckpt_path")
+    if resume_from:
+        resume_from = str(Path(resume_from).expanduser().resolve())
+        load_checkpoint(resume_from)  # a clear error now, rather than deep inside Lightning
 
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule.vocab_size)
-    module = LanguageModelingModule(model, **cfg.optimizer)
-    loggers = instantiate_all(cfg.get("logger"))
+    picked = {group: choices[group] for group in ("model", "block", "data")}
+    run_config = {**OmegaConf.to_container(cfg, resolve=True), "choices": picked}
+    module = LanguageModelingModule(model, run_config=run_config, **cfg.optimizer)
+    loggers = build_loggers(cfg, choices, output_dir)
     callbacks = instantiate_all(cfg.get("callbacks"))
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    token_budget = max_steps_for_tokens(cfg)
+    budget = {} if token_budget is None else {"max_steps": token_budget}
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **budget)
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(run_config)
 
     try:
-        trainer.fit(module, datamodule=datamodule)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        except SIGTERMException:
+            pass  # the preemption callback has checkpointed; reported below
+        preempted = [
+            cb.path for cb in callbacks if isinstance(cb, PreemptionCheckpoint) and cb.saved
+        ]
+        if preempted:
+            print(f"stopped early; resume with ckpt_path={preempted[0]}")
+            return {"preempted_checkpoint": str(preempted[0])}
         results = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
         if cfg.get("test"):
             results.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+        metrics = {
+            **picked,
+            **parameter_counts(model),
+            **{k: float(v) for k, v in results.items()},
+            "train/tokens": module.train_tokens,
+            "train/tokens_per_s": module.train_tokens / max(module.train_seconds, 1e-9),
+            "global_step": trainer.global_step,
+            "wall_time_s": time.time() - started,
+        }
+        for split in ("val", "test"):
+            if f"{split}/loss" in metrics and hasattr(datamodule, "floor_ppl"):
+                metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
+                metrics[f"{split}/unigram_ppl"] = datamodule.unigram_ppl(split)
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.summary.update(metrics)
     finally:
         for logger in loggers:
-            if type(logger).__name__ == "WandbLogger":
+            if isinstance(logger, WandbLogger):
                 logger.experiment.finish()  # one W&B run per sweep job
-
-    params, params_non_embedding = parameter_counts(model)
-    metrics = {
-        **{group: choices[group] for group in ("model", "block", "data")},
-        "params": params,
-        "params_non_embedding": params_non_embedding,
-        **{k: float(v) for k, v in results.items()},
-        "train/tokens": module.train_tokens,
-        "train/tokens_per_s": module.train_tokens / max(module.train_seconds, 1e-9),
-        "global_step": trainer.global_step,
-        "wall_time_s": time.time() - started,
-    }
-    for split in ("val", "test"):
-        if f"{split}/loss" in metrics and hasattr(datamodule, "floor_ppl"):
-            metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
-            metrics[f"{split}/unigram_ppl"] = datamodule.unigram_ppl(split)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(summary(metrics, output_dir))
     return metrics
@@ -113,8 +174,9 @@ def summary(metrics: dict, output_dir: Path) -> str:
                 f"unigram {metrics[f'{split}/unigram_ppl']:.2f})"
             )
         lines.append(line)
-    lines.append(
-        f"{metrics['train/tokens_per_s']:.0f} train tokens/s, {metrics['wall_time_s']:.0f} s; "
-        f"metrics in {output_dir / 'metrics.json'}"
-    )
+    if "train/tokens_per_s" in metrics:
+        lines.append(
+            f"{metrics['train/tokens_per_s']:.0f} train tokens/s, {metrics['wall_time_s']:.0f} s"
+        )
+    lines.append(f"metrics in {output_dir / 'metrics.json'}")
     return "\n".join(lines)

@@ -57,6 +57,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._tokens: dict[str, np.ndarray] = {}
+        # (epoch, training batches used in it): saved in checkpoints for an exact resume.
+        self._position = (0, 0)
+        self._resume_position: tuple[int, int] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -96,7 +99,31 @@ class SyntheticDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         windows = TokenWindows(self.tokens("train"), self.context_length)
         sampler = RandomShiftSampler(windows, seed=self.seed)
+        if self._resume_position is not None:
+            epoch, batches = self._resume_position
+            sampler.resume(epoch, batches * self.batch_size)
+            self._resume_position = None
         return self._loader(WindowsByStart(windows), sampler=sampler, drop_last=False)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Lightning calls this when a batch is used (not when the loader prefetches it), so the
+        # count matches the optimizer steps taken by the time a checkpoint is written.
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            epoch, batches = self._position
+            self._position = (
+                (epoch, batches + 1)
+                if epoch == trainer.current_epoch
+                else (trainer.current_epoch, 1)
+            )
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._position[0], "train_batches": self._position[1]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._position = (state_dict["epoch"], state_dict["train_batches"])
+        self._resume_position = self._position
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(TokenWindows(self.tokens("val"), self.context_length))

@@ -78,6 +78,7 @@ class RandomShiftSampler(Sampler[int]):
         self.seed = seed
         self.epoch = 0
         self.num_windows = max(1, self.num_targets // self.context_length)
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -85,13 +86,20 @@ class RandomShiftSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_windows
 
+    def resume(self, epoch: int, windows_done: int) -> None:
+        """Make the next pass over `epoch` skip the windows an interrupted run already used, so a
+        resumed run continues with the very next batch instead of replaying the epoch."""
+        self._resume = (epoch, windows_done)
+
     def __iter__(self) -> Iterator[int]:
         # Seeding with the pair keeps (seed, epoch) streams distinct, unlike seed + epoch.
         rng = np.random.default_rng((self.seed, self.epoch))
+        skip = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
+        self._resume = None
         self.epoch += 1
         # The largest shift that still leaves a target in the last window.
         last_offset = (self.num_windows - 1) * self.context_length
         max_shift = min(self.context_length - 1, self.num_targets - 1 - last_offset)
         shift = int(rng.integers(max_shift + 1))
         order = rng.permutation(self.num_windows)
-        yield from (shift + order * self.context_length).tolist()
+        yield from (shift + order[skip:] * self.context_length).tolist()

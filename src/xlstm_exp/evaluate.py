@@ -1,0 +1,52 @@
+"""Evaluate a checkpoint on the validation and test splits; write metrics.json."""
+
+import json
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from xlstm_exp.checkpoint import CONFIG_KEY, load_checkpoint
+from xlstm_exp.lm import LanguageModelingModule
+from xlstm_exp.run import build_model, parameter_counts, summary
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Rebuild the checkpoint's model from the config it carries and score it on its own data,
+    or on `data=...` when given (with the same vocabulary)."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    if not checkpoint.get(CONFIG_KEY):
+        raise ValueError(
+            f"checkpoint {cfg.ckpt_path} carries no run config; was it written by train.py?"
+        )
+    trained = OmegaConf.create(checkpoint[CONFIG_KEY])
+    data_cfg = cfg.data if cfg.get("data") is not None else trained.data
+    datamodule = instantiate(data_cfg)
+    model = build_model(trained, datamodule.vocab_size)
+    module = LanguageModelingModule(model)
+    module.load_state_dict(checkpoint["state_dict"])
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[instantiate(cfg.progress_bar)])
+    results = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    results.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+
+    choices = HydraConfig.get().runtime.choices
+    metrics = {
+        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+        "model": trained.choices.model,
+        "block": trained.choices.block,
+        "data": choices.get("data") or trained.choices.data,
+        **parameter_counts(model),
+        **{k: float(v) for k, v in results.items()},
+        "global_step": checkpoint.get("global_step"),
+        "train/tokens": checkpoint.get("train_tokens"),
+    }
+    for split in ("val", "test"):
+        if hasattr(datamodule, "floor_ppl"):
+            metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
+            metrics[f"{split}/unigram_ppl"] = datamodule.unigram_ppl(split)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(summary(metrics, output_dir))
+    return metrics

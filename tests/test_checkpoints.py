@@ -1,0 +1,84 @@
+"""Checkpoints: exact resume after pre-emption, evaluation from a checkpoint, bad files."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import ROOT, TINY, compose_train
+
+from xlstm_exp.run import train
+
+pytestmark = pytest.mark.slow
+
+RESUMABLE = [
+    *[o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.val_check_interval"))],
+    "trainer.max_steps=10",
+    "trainer.val_check_interval=5",
+    "trainer.log_every_n_steps=1",
+    "logger=csv",
+    "model.dropout=0.1",  # exercises the restored random state
+    "data.train_tokens=60000",  # one epoch is longer than the run: the resume is mid-epoch
+]
+
+
+def train_losses(run_dir) -> dict[int, float]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
+    return {int(r["step"]): float(r["train/loss"]) for r in rows}
+
+
+def test_preempted_run_resumes_exactly(tmp_path):
+    straight = train(compose_train(RESUMABLE, tmp_path / "straight"))
+    preempt = ["+callbacks.signal._target_=helpers.SignalAtStep", "+callbacks.signal.step=4"]
+    stopped = train(compose_train([*RESUMABLE, *preempt], tmp_path / "stopped"))
+    checkpoint = stopped["preempted_checkpoint"]
+    assert checkpoint.endswith("preempted.ckpt") and os.path.isfile(checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["global_step"] == 4
+
+    resumed = train(compose_train([*RESUMABLE, f"ckpt_path={checkpoint}"], tmp_path / "resumed"))
+    expected, got = train_losses(tmp_path / "straight"), train_losses(tmp_path / "resumed")
+    assert sorted(got) == list(range(4, 10)), "the resumed run continues at step 5"
+    for step, loss in got.items():
+        assert loss == pytest.approx(expected[step], abs=1e-6), f"step {step}"
+    assert resumed["val/loss"] == pytest.approx(straight["val/loss"], abs=1e-6)
+    assert resumed["global_step"] == straight["global_step"] == 10
+
+
+def test_bad_checkpoints_fail_with_a_message_naming_the_file(tmp_path):
+    missing = tmp_path / "missing.ckpt"
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        train(compose_train([*TINY, f"ckpt_path={missing}"], tmp_path / "a"))
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, good)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:500])
+    for bad in [truncated, tmp_path / "garbage.ckpt"]:
+        if not bad.exists():
+            bad.write_bytes(b"not a checkpoint")
+        with pytest.raises(ValueError, match=bad.name):
+            train(compose_train([*TINY, f"ckpt_path={bad}"], tmp_path / bad.stem))
+
+
+def test_eval_py_scores_a_checkpoint_from_its_own_config(tmp_path):
+    trained = train(compose_train([*TINY, "model=slstm", "block=post"], tmp_path / "run"))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "eval"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    result = subprocess.run(
+        [sys.executable, "eval.py", f"ckpt_path={last}", f"hydra.run.dir={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["block"]) == ("slstm", "post")
+    assert metrics["val/ppl"] == pytest.approx(trained["val/ppl"], rel=1e-5)
+    assert metrics["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-5)
+    assert metrics["params"] == trained["params"]
