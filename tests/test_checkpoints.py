@@ -82,3 +82,28 @@ def test_eval_py_scores_a_checkpoint_from_its_own_config(tmp_path):
     assert metrics["val/ppl"] == pytest.approx(trained["val/ppl"], rel=1e-5)
     assert metrics["test/ppl"] == pytest.approx(trained["test/ppl"], rel=1e-5)
     assert metrics["params"] == trained["params"]
+
+
+def test_eval_py_stateful_scores_the_stream(tmp_path):
+    train(compose_train([*TINY, "model=mlstm"], tmp_path / "run"))
+    out = tmp_path / "eval"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "eval.py",
+            f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
+            "eval.stateful=true",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["val/stateful_method"].startswith("state carried")
+    # Seeing more context cannot make a trained-for-4-steps model much worse or break it.
+    assert 0 < metrics["val/stateful_ppl"] < 2 * metrics["val/ppl"]
+    assert "as one stream" in result.stdout

@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the validation and test splits; write metrics.json."""
 
 import json
+import math
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -10,6 +11,31 @@ from omegaconf import DictConfig, OmegaConf
 from xlstm_exp.checkpoint import CONFIG_KEY, load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.run import build_model, parameter_counts, summary
+from xlstm_exp.stream_eval import is_recurrent, sliding_window_nll, stateful_nll
+
+
+def stream_metrics(model, datamodule, options: DictConfig, context_length: int) -> dict:
+    """Each split scored as one stream: recurrent models carry their state across windows,
+    attention slides a window over the stream."""
+    window = options.window or context_length
+    stride = options.stride or max(1, window // 2)
+    metrics = {}
+    for split in ("val", "test"):
+        tokens = datamodule.tokens(split)
+        if is_recurrent(model):
+            nll, count = stateful_nll(model, tokens, window)
+            method = f"state carried across windows of {window}"
+        else:
+            nll, count = sliding_window_nll(model, tokens, window, stride)
+            method = f"sliding window of {window}, stride {stride}"
+        metrics[f"{split}/stateful_loss"] = nll / count
+        metrics[f"{split}/stateful_ppl"] = math.exp(nll / count)
+        metrics[f"{split}/stateful_method"] = method
+        counts = datamodule.eval_counts(split) if hasattr(datamodule, "eval_counts") else None
+        if counts and counts["tokens"] == count:
+            metrics[f"{split}/stateful_word_ppl"] = math.exp(nll / counts["words"])
+            metrics[f"{split}/stateful_bpb"] = nll / (counts["bytes"] * math.log(2))
+    return metrics
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -41,6 +67,8 @@ def evaluate(cfg: DictConfig) -> dict:
         "global_step": checkpoint.get("global_step"),
         "train/tokens": checkpoint.get("train_tokens"),
     }
+    if cfg.eval.stateful:
+        metrics.update(stream_metrics(model, datamodule, cfg.eval, data_cfg.context_length))
     for split in ("val", "test"):
         if hasattr(datamodule, "floor_ppl"):
             metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
