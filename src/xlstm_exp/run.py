@@ -174,6 +174,12 @@ def summary(metrics: dict, output_dir: Path) -> str:
                 f"unigram {metrics[f'{split}/unigram_ppl']:.2f})"
             )
         lines.append(line)
+        if f"{split}/stateful_ppl" in metrics:
+            lines.append(
+                f"{split} as one stream ({metrics[f'{split}/stateful_method']}): "
+                f"loss {metrics[f'{split}/stateful_loss']:.4f}  "
+                f"ppl {metrics[f'{split}/stateful_ppl']:.2f}"
+            )
     if "train/tokens_per_s" in metrics:
         lines.append(
             f"{metrics['train/tokens_per_s']:.0f} train tokens/s, {metrics['wall_time_s']:.0f} s"
