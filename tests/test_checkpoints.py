@@ -107,3 +107,32 @@ def test_eval_py_stateful_scores_the_stream(tmp_path):
     # Seeing more context cannot make a trained-for-4-steps model much worse or break it.
     assert 0 < metrics["val/stateful_ppl"] < 2 * metrics["val/ppl"]
     assert "as one stream" in result.stdout
+
+
+def run_generate(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "generate.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+    )
+
+
+def test_generate_py_continues_a_prompt_reproducibly(tmp_path):
+    train(compose_train([*TINY, "model=slstm", "block=post"], tmp_path / "run"))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    args = [
+        f"ckpt_path={ckpt}",
+        "prompt='<eod> Leli'",
+        "max_new_tokens=12",
+        f"hydra.run.dir={tmp_path}/g",
+    ]
+    first, again = run_generate(*args, "seed=3"), run_generate(*args, "seed=3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout == again.stdout and first.stdout.startswith("<eod> Leli")
+    assert len(first.stdout.split()) == 2 + 12
+    assert run_generate(*args, "seed=4").stdout != first.stdout
+    bad = run_generate(*args[:1], "prompt=notaword", f"hydra.run.dir={tmp_path}/b")
+    assert bad.returncode != 0 and "not in the synthetic vocabulary" in bad.stderr

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xlstm_exp.generation import generate_tokens, sample_next
+from xlstm_exp.sampling import generate_tokens, sample_next
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.state import detach_state, map_state, state_bytes, state_to
 

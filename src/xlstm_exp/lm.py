@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import SumMetric
 
-from xlstm_exp.checkpoint import CONFIG_KEY
+from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY
 from xlstm_exp.schedule import warmup_cosine
 
 IGNORE_INDEX = -100
@@ -92,6 +92,9 @@ class LanguageModelingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain containers and tensors only, so the checkpoint loads with weights_only=True.
         checkpoint[CONFIG_KEY] = self.run_config
+        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
+        if tokenizer is not None:
+            checkpoint[TOKENIZER_KEY] = tokenizer.to_str()
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         checkpoint["train_tokens"] = self.train_tokens
 

@@ -141,6 +141,18 @@ class SyntheticDataModule(L.LightningDataModule):
         log_probs = np.log(counts / counts.sum())
         return math.exp(-float(log_probs[self._split(split)[1:]].mean()))
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of whitespace-separated token strings (as `decode` writes them)."""
+        ids = {token: index for index, token in enumerate(self.token_strings)}
+        unknown = [word for word in text.split() if word not in ids]
+        if unknown:
+            raise ValueError(
+                f"{unknown[:5]} are not in the synthetic vocabulary; it has words such as "
+                f"{' '.join(self.token_strings[self.process.first_word :][:5])} and names "
+                f"such as {self.token_strings[2]}"
+            )
+        return [ids[word] for word in text.split()]
+
     def decode(self, ids: Sequence[int] | torch.Tensor | np.ndarray) -> str:
         """Space-joined token strings, one document per line; negative (padding) ids skipped."""
         strings = self.token_strings

@@ -1,0 +1,15 @@
+"""Sample text from a checkpoint: `python generate.py ckpt_path=<file> prompt="..."` (README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    from xlstm_exp.generate import generate
+
+    generate(cfg)
+
+
+if __name__ == "__main__":
+    main()
