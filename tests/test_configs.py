@@ -6,10 +6,22 @@ from helpers import TINY, compose_train, options
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from wikitext_mirror import tiny_mirror
 
 from xlstm_exp.run import build_model, instantiate_all
 
-OTHER_GROUPS = ["data", "trainer", "logger", "callbacks", "paths", "hydra", "experiment", "debug"]
+OTHER_GROUPS = [
+    "data",
+    "tokenizer",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
+    "hparams_search",
+]
 
 
 def test_every_group_has_options():
@@ -29,9 +41,27 @@ def test_model_and_block_build_and_run(model, block, tmp_path):
     assert HydraConfig.get().runtime.choices.model == model
 
 
+def data_overrides(option: str, tmp_path) -> list[str]:
+    """TINY's data keys are the built-in corpus's; WikiText options read a tiny local mirror."""
+    if not option.startswith("wikitext"):
+        return [f"data={option}"]
+    mirror = tiny_mirror(tmp_path / "mirror")
+    return [
+        f"data={option}",
+        f"data.path={mirror}",
+        "data.name=tiny-v1",
+        "tokenizer.vocab_size=300",
+        f"tokenizer.cache_dir={tmp_path / 'cache'}",
+    ]
+
+
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in OTHER_GROUPS for o in options(g)])
 def test_option_composes_and_instantiates(group, option, tmp_path):
-    cfg = compose_train([*TINY, f"{group}={option}"], tmp_path)
+    if group == "data":
+        tiny = [o for o in TINY if not o.startswith("data.")]
+        cfg = compose_train([*tiny, *data_overrides(option, tmp_path)], tmp_path)
+    else:
+        cfg = compose_train([*TINY, f"{group}={option}"], tmp_path)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     datamodule = instantiate(cfg.data)
     assert datamodule.vocab_size > 0
@@ -39,6 +69,11 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     callbacks = instantiate_all(cfg.get("callbacks"))
     # Without a GPU here, the gpu trainer config is checked with the CPU as its accelerator.
     cpu_only = {"accelerator": "cpu"} if not torch.cuda.is_available() else {}
+    strategy = OmegaConf.select(cfg, "trainer.strategy._target_", default="")
+    if cpu_only and strategy.endswith("FSDPStrategy"):
+        # Lightning's FSDP refuses the CPU: its strategy is built on its own, the trainer without.
+        instantiate(cfg.trainer.strategy)
+        cpu_only["strategy"] = "auto"
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **cpu_only)
     assert trainer.max_steps > 0 or trainer.fast_dev_run
     for logger in loggers:

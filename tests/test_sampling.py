@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from xlstm_exp.sampling import generate_tokens, sample_next
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.state import detach_state, map_state, state_bytes, state_to
+from xlstm_exp.sampling import generate_tokens, sample_next
 
 
 def test_greedy_and_degenerate_filters_pick_the_argmax():

@@ -126,15 +126,17 @@ class LanguageModelingModule(L.LightningModule):
         self.eval_nll[split].reset()
         self.eval_tokens[split].reset()
         loss = nll / tokens
-        self.log(f"{split}/loss", loss, prog_bar=split == "val")
-        self.log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
+        # The sums are already reduced over processes; sync_dist only averages equal values.
+        log = partial(self.log, sync_dist=True)
+        log(f"{split}/loss", loss, prog_bar=split == "val")
+        log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
         # Per-word and per-byte numbers compare across tokenizers; they need the data's word
         # and byte counts, which hold only when the whole split was scored.
         datamodule = getattr(self.trainer, "datamodule", None)
         counts = datamodule.eval_counts(split) if hasattr(datamodule, "eval_counts") else None
         if counts and int(tokens) == counts["tokens"]:
-            self.log(f"{split}/word_ppl", (nll / counts["words"]).exp())
-            self.log(f"{split}/bpb", nll / (counts["bytes"] * math.log(2)))
+            log(f"{split}/word_ppl", (nll / counts["words"]).exp())
+            log(f"{split}/bpb", nll / (counts["bytes"] * math.log(2)))
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -74,19 +76,42 @@ def build_loggers(cfg: DictConfig, choices, output_dir: Path) -> list:
     return loggers
 
 
-def max_steps_for_tokens(cfg: DictConfig) -> int | None:
-    """Optimizer steps that consume `max_tokens` training tokens (None when no token budget)."""
+def max_steps_for_tokens(cfg: DictConfig, num_processes: int) -> int | None:
+    """Optimizer steps that consume `max_tokens` training tokens (None when no token budget) when
+    `num_processes` processes each train on `data.batch_size` windows a batch."""
     if cfg.get("max_tokens") is None:
         return None
-    trainer = cfg.trainer
     tokens_per_step = (
         cfg.data.batch_size
         * cfg.data.context_length
-        * trainer.get("accumulate_grad_batches", 1)
-        * (trainer.devices if isinstance(trainer.devices, int) else 1)
-        * trainer.get("num_nodes", 1)
+        * cfg.trainer.get("accumulate_grad_batches", 1)
+        * num_processes
     )
     return math.ceil(cfg.max_tokens / tokens_per_step)
+
+
+def refuse_relaunch_in_multirun(trainer: L.Trainer) -> None:
+    """Stop a multirun job whose strategy (`ddp`, `fsdp`) would start its other processes the way
+    Lightning does under Hydra: by running this script's command line again. In a multirun that
+    command is the whole sweep (`-m ...`), so each of them would start every job of the sweep
+    (Lightning #11617). Processes started by a cluster (SLURM tasks) are not relaunched."""
+    launcher = trainer.strategy.launcher
+    relaunches = (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and launcher.num_processes > 1
+        and not launcher.cluster_environment.creates_processes_externally
+    )
+    if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
+        devices = launcher.num_processes
+        raise RuntimeError(
+            f"a multirun (-m) cannot start {type(trainer.strategy).__name__} on {devices} devices "
+            "itself: Lightning would start the other processes by running the command line "
+            "again, which would run the whole sweep again in each of them. Either run each job "
+            "as a single run (without -m), or sweep with a launcher that starts one process per "
+            "device, e.g. on SLURM: -m hydra/launcher=submitit_slurm "
+            f"hydra.launcher.tasks_per_node={devices} hydra.launcher.gpus_per_node={devices}. "
+            "Sweeps of single-device jobs (trainer.devices=1) run as usual. See README, Training."
+        )
 
 
 def train(cfg: DictConfig) -> dict:
@@ -112,9 +137,12 @@ def train(cfg: DictConfig) -> dict:
     module = LanguageModelingModule(model, run_config=run_config, **cfg.optimizer)
     loggers = build_loggers(cfg, choices, output_dir)
     callbacks = instantiate_all(cfg.get("callbacks"))
-    token_budget = max_steps_for_tokens(cfg)
-    budget = {} if token_budget is None else {"max_steps": token_budget}
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, **budget)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    refuse_relaunch_in_multirun(trainer)
+    # The number of processes is known once the trainer has resolved `devices` (e.g. "auto").
+    token_budget = max_steps_for_tokens(cfg, trainer.num_devices * trainer.num_nodes)
+    if token_budget is not None:
+        trainer.fit_loop.epoch_loop.max_steps = token_budget
     for logger in loggers:
         logger.log_hyperparams(run_config)
 
@@ -132,12 +160,15 @@ def train(cfg: DictConfig) -> dict:
         results = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
         if cfg.get("test"):
             results.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+        # Under DDP each process counted the tokens of its own batches.
+        tokens = torch.tensor(module.train_tokens)
+        train_tokens = int(trainer.strategy.reduce(tokens, reduce_op="sum"))
         metrics = {
             **picked,
             **parameter_counts(model),
             **{k: float(v) for k, v in results.items()},
-            "train/tokens": module.train_tokens,
-            "train/tokens_per_s": module.train_tokens / max(module.train_seconds, 1e-9),
+            "train/tokens": train_tokens,
+            "train/tokens_per_s": train_tokens / max(module.train_seconds, 1e-9),
             "global_step": trainer.global_step,
             "wall_time_s": time.time() - started,
         }
@@ -146,14 +177,16 @@ def train(cfg: DictConfig) -> dict:
                 metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
                 metrics[f"{split}/unigram_ppl"] = datamodule.unigram_ppl(split)
         for logger in loggers:
-            if isinstance(logger, WandbLogger):
+            if isinstance(logger, WandbLogger) and trainer.is_global_zero:
                 logger.experiment.summary.update(metrics)
     finally:
         for logger in loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()  # one W&B run per sweep job
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(summary(metrics, output_dir))
+    # Under DDP every process gets here with the same results; one of them writes them.
+    if trainer.is_global_zero:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(summary(metrics, output_dir))
     return metrics
 
 

@@ -11,7 +11,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xlstm_exp.data.synthetic_corpus import EOD, SyntheticProcess
-from xlstm_exp.data.windows import RandomShiftSampler, TokenWindows, WindowsByStart
+from xlstm_exp.data.windows import (
+    EvalShardSampler,
+    PaddedWindows,
+    RandomShiftSampler,
+    TokenWindows,
+    WindowsByStart,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -20,7 +26,9 @@ class SyntheticDataModule(L.LightningDataModule):
     """Train/val/test streams of one `SyntheticProcess`, from independent random streams.
 
     Batches are ``(input_ids, targets)``, both ``(B, T)`` long tensors, with targets -100 where
-    the last window runs past a split's end.
+    the last window runs past a split's end. Under DDP or FSDP each rank loads its own disjoint
+    share of every split, ``batch_size`` windows a batch (see `RandomShiftSampler` and
+    `EvalShardSampler`).
     """
 
     def __init__(
@@ -96,9 +104,15 @@ class SyntheticDataModule(L.LightningDataModule):
             **kwargs,
         )
 
+    def _ranks(self) -> dict[str, int]:
+        """This process's rank and the number of ranks of the trainer's run (alone: 0 of 1)."""
+        if self.trainer is None:
+            return {"rank": 0, "num_replicas": 1}
+        return {"rank": self.trainer.global_rank, "num_replicas": self.trainer.world_size}
+
     def train_dataloader(self) -> DataLoader:
         windows = TokenWindows(self.tokens("train"), self.context_length)
-        sampler = RandomShiftSampler(windows, seed=self.seed)
+        sampler = RandomShiftSampler(windows, seed=self.seed, **self._ranks())
         if self._resume_position is not None:
             epoch, batches = self._resume_position
             sampler.resume(epoch, batches * self.batch_size)
@@ -125,11 +139,16 @@ class SyntheticDataModule(L.LightningDataModule):
         self._position = (state_dict["epoch"], state_dict["train_batches"])
         self._resume_position = self._position
 
+    def _eval_loader(self, split: str) -> DataLoader:
+        windows = TokenWindows(self.tokens(split), self.context_length)
+        sampler = EvalShardSampler(windows, **self._ranks())
+        return self._loader(PaddedWindows(windows), sampler=sampler)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(TokenWindows(self.tokens("val"), self.context_length))
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(TokenWindows(self.tokens("test"), self.context_length))
+        return self._eval_loader("test")
 
     def floor_ppl(self, split: str) -> float:
         """True entropy-rate perplexity on the split's targets (every token but the first)."""

@@ -1,4 +1,5 @@
-"""Fixed-length next-token windows over a 1-D token stream."""
+"""Fixed-length next-token windows over a 1-D token stream, and the samplers that deal them out to
+the processes of a distributed run."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
+from torch.utils.data.distributed import DistributedSampler
 
 IGNORE_INDEX = -100  # the default ignore_index of torch.nn.functional.cross_entropy
+# A sampler index for a window without targets: it adds nothing to a summed loss or token count.
+EMPTY_WINDOW = -1
 
 
 class TokenWindows(Dataset[tuple[Tensor, Tensor]]):
@@ -63,32 +67,81 @@ class WindowsByStart(Dataset[tuple[Tensor, Tensor]]):
         return self.windows.window_at(start)
 
 
-class RandomShiftSampler(Sampler[int]):
+class PaddedWindows(Dataset[tuple[Tensor, Tensor]]):
+    """``windows`` by window number, and `EMPTY_WINDOW`: inputs 0, every target ignored."""
+
+    def __init__(self, windows: TokenWindows) -> None:
+        self.windows = windows
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if index == EMPTY_WINDOW:
+            length = self.windows.context_length
+            return torch.zeros(length, dtype=torch.long), torch.full((length,), IGNORE_INDEX)
+        return self.windows[index]
+
+
+# Both samplers below are DistributedSamplers so that Lightning uses them as they are under DDP or
+# FSDP: it wraps any other sampler in a DistributedSampler of its own, which would repeat windows
+# to even out the ranks and split a resumed epoch differently from the interrupted one.
+
+
+class EvalShardSampler(DistributedSampler[int]):
+    """One rank's share of an evaluation split, in order: window numbers r, r + R, r + 2R, ... of R
+    ranks; with one process, every window in order.
+
+    Every rank gets the same number of windows, because a rank with a batch more than the others
+    would wait forever in the collective of its extra forward (FSDP gathers the parameters in each
+    one). A share that comes up short ends with `EMPTY_WINDOW` rather than a repeated window, so
+    every target of the split still counts exactly once in the summed loss.
+    """
+
+    def __init__(self, windows: TokenWindows, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(windows, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_windows = len(windows)
+
+    def __iter__(self) -> Iterator[int]:
+        for index in range(self.rank, self.total_size, self.num_replicas):
+            yield index if index < self.num_windows else EMPTY_WINDOW
+
+
+class RandomShiftSampler(DistributedSampler[int]):
     """Shuffled window start positions, shifted by a fresh random offset every epoch.
 
     The shift moves window boundaries between epochs, so each token is seen with varying left
     context. The number of windows is the same every epoch (``num_targets // T``, at least 1);
     the up to T-1 targets before the shift and any tail past the last window sit out that epoch.
     Lightning calls `set_epoch`; without it each new iteration advances the epoch itself.
+
+    With R ranks (``num_replicas``), every rank draws the same shift and order and takes every
+    R-th window of it starting at its ``rank``: the ranks' shares are disjoint, and their k-th
+    batches of b windows together are the k-th batch of R*b windows of a single process. Each
+    rank gets ``num_windows // R`` windows, so all take the same number of steps (the up to R-1
+    windows left over sit out that epoch).
     """
 
-    def __init__(self, windows: TokenWindows, seed: int) -> None:
+    def __init__(
+        self, windows: TokenWindows, seed: int, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        super().__init__(windows, num_replicas=num_replicas, rank=rank, seed=seed, drop_last=True)
         self.num_targets = windows.num_targets
         self.context_length = windows.context_length
-        self.seed = seed
-        self.epoch = 0
         self.num_windows = max(1, self.num_targets // self.context_length)
+        if self.num_windows < num_replicas:
+            raise ValueError(
+                f"{self.num_windows} training windows cannot be shared by {num_replicas} ranks; "
+                "use more training tokens or a shorter context"
+            )
+        self.num_samples = self.num_windows // num_replicas
+        self.total_size = self.num_samples * num_replicas
         self._resume: tuple[int, int] | None = None
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return self.num_windows
+        return self.num_samples
 
     def resume(self, epoch: int, windows_done: int) -> None:
-        """Make the next pass over `epoch` skip the windows an interrupted run already used, so a
-        resumed run continues with the very next batch instead of replaying the epoch."""
+        """Make the next pass over `epoch` skip the windows an interrupted run already used (on
+        this rank), so a resumed run continues with the very next batch instead of replaying the
+        epoch."""
         self._resume = (epoch, windows_done)
 
     def __iter__(self) -> Iterator[int]:
@@ -101,5 +154,5 @@ class RandomShiftSampler(Sampler[int]):
         last_offset = (self.num_windows - 1) * self.context_length
         max_shift = min(self.context_length - 1, self.num_targets - 1 - last_offset)
         shift = int(rng.integers(max_shift + 1))
-        order = rng.permutation(self.num_windows)
+        order = rng.permutation(self.num_windows)[self.rank : self.total_size : self.num_replicas]
         yield from (shift + order[skip:] * self.context_length).tolist()
