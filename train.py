@@ -5,11 +5,11 @@ from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     # Imported here so that a bad command line fails before the ~10 s of framework imports.
-    from xlstm_exp.run import train
+    from xlstm_exp.run import run_job
 
-    return train(cfg)["val/loss"]
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

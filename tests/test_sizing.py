@@ -1,9 +1,11 @@
 """Parameter-matched model sizes."""
 
 import pytest
+from helpers import compose_train
 
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.sizing import count_parameters, parse_count, solve_width
+from xlstm_exp.run import build_model
 
 MODELS = [
     ("lstm", "pre"),
@@ -49,3 +51,11 @@ def test_unreachable_target_is_refused():
 
     with pytest.raises(ValueError, match="within 2%"):
         solve_width(100_000, make, multiple=8)  # the vocabulary alone needs more
+
+
+@pytest.mark.parametrize("model", ["lstm", "transformer", "slstm", "mlstm", "xlstm"])
+@pytest.mark.parametrize("block", ["pre", "post"])
+def test_target_params_from_the_config(model, block, tmp_path):
+    cfg = compose_train([f"model={model}", f"block={block}", "model.target_params=10M"], tmp_path)
+    net = build_model(cfg, vocab_size=4066)
+    assert abs(net.num_parameters() - 10_000_000) <= 0.02 * 10_000_000

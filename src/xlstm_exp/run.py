@@ -3,7 +3,9 @@
 import json
 import math
 import os
+import sys
 import time
+import traceback
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +22,7 @@ from torch import nn
 from xlstm_exp.checkpoint import load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.models import LanguageModel
+from xlstm_exp.models.sizing import parse_count, solve_width
 from xlstm_exp.preemption import PreemptionCheckpoint
 
 
@@ -33,13 +36,24 @@ def configure_wandb_mode() -> None:
 
 
 def build_model(cfg: DictConfig, vocab_size: int) -> nn.Module:
-    """A LanguageModel from the `model` and `block` groups; a `model` config with a `_target_`
-    builds that module instead (e.g. `xlstm_exp.xLSTM`), ignoring `block`."""
+    """A LanguageModel from the `model` and `block` groups, its width solved for
+    `model.target_params` when that is set; a `model` config with a `_target_` builds that
+    module instead (e.g. `xlstm_exp.xLSTM`), ignoring `block`."""
     options = OmegaConf.to_container(cfg.model, resolve=True)
     options["vocab_size"] = options.get("vocab_size") or vocab_size
+    target = options.pop("target_params", None)
     if "_target_" in options:
         return instantiate(options)
-    return LanguageModel(block=OmegaConf.to_container(cfg.block, resolve=True), **options)
+    block = OmegaConf.to_container(cfg.block, resolve=True)
+    if target is not None:
+        # Fair comparisons: the width that lands the total parameter count on the target.
+        def make(width: int) -> LanguageModel:
+            return LanguageModel(block=block, **{**options, "d_model": width})
+
+        heads = options.get("num_heads", 4)
+        options["d_model"], count = solve_width(parse_count(target), make, multiple=2 * heads)
+        print(f"target_params {target}: d_model {options['d_model']} gives {count:,} parameters")
+    return LanguageModel(block=block, **options)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -167,10 +181,12 @@ def train(cfg: DictConfig) -> dict:
             **picked,
             **parameter_counts(model),
             **{k: float(v) for k, v in results.items()},
+            "d_model": getattr(model, "d_model", None),
             "train/tokens": train_tokens,
             "train/tokens_per_s": train_tokens / max(module.train_seconds, 1e-9),
             "global_step": trainer.global_step,
             "wall_time_s": time.time() - started,
+            "val/history": module.val_history,
         }
         for split in ("val", "test"):
             if f"{split}/loss" in metrics and hasattr(datamodule, "floor_ppl"):
@@ -188,6 +204,23 @@ def train(cfg: DictConfig) -> dict:
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(summary(metrics, output_dir))
     return metrics
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """train.py's job: train and return `val/loss` (what sweepers minimise). A failure is also
+    written to `<output_dir>/error.txt`; inside a multirun the sweep then goes on with the next
+    job (this one returns NaN and shows as FAILED in the sweep's results table)."""
+    try:
+        return train(cfg).get("val/loss")
+    except Exception:
+        output_dir = Path(cfg.paths.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "error.txt").write_text(traceback.format_exc())
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        print(f"job failed (see {output_dir / 'error.txt'}); the sweep goes on", file=sys.stderr)
+        traceback.print_exc()
+        return math.nan
 
 
 def summary(metrics: dict, output_dir: Path) -> str:
