@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from helpers import ROOT, TINY, compose_train
+from wikitext_mirror import tiny_mirror
 
 from xlstm_exp.run import train
 
@@ -136,3 +137,25 @@ def test_generate_py_continues_a_prompt_reproducibly(tmp_path):
     assert run_generate(*args, "seed=4").stdout != first.stdout
     bad = run_generate(*args[:1], "prompt=notaword", f"hydra.run.dir={tmp_path}/b")
     assert bad.returncode != 0 and "not in the synthetic vocabulary" in bad.stderr
+
+
+def test_generate_py_from_a_wikitext_checkpoint_needs_only_path_and_prompt(tmp_path):
+    mirror = tiny_mirror(tmp_path / "mirror")
+    wikitext = [
+        "data=wikitext2",
+        f"data.path={mirror}",
+        "data.name=tiny-v1",
+        "data.context_length=32",
+        "data.batch_size=4",
+        "tokenizer.vocab_size=300",
+        f"tokenizer.cache_dir={tmp_path / 'c'}",
+    ]
+    tiny = [o for o in TINY if not o.startswith("data.")]
+    train(compose_train([*tiny, *wikitext], tmp_path / "run"))
+    (tmp_path / "c").rename(tmp_path / "moved")  # the checkpoint carries its tokenizer
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = run_generate(
+        f"ckpt_path={ckpt}", "prompt='The river'", "max_new_tokens=8", f"hydra.run.dir={tmp_path}/g"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("The river") and len(result.stdout) > len("The river\n")
