@@ -4,11 +4,10 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import ROOT, TINY, compose_train
+from helpers import TINY, compose_train, run_script
 from wikitext_mirror import tiny_mirror
 
 from xlstm_exp.run import train
@@ -68,15 +67,7 @@ def test_eval_py_scores_a_checkpoint_from_its_own_config(tmp_path):
     trained = train(compose_train([*TINY, "model=slstm", "block=post"], tmp_path / "run"))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    result = subprocess.run(
-        [sys.executable, "eval.py", f"ckpt_path={last}", f"hydra.run.dir={out}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script("eval.py", f"ckpt_path={last}", f"hydra.run.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["model"], metrics["block"]) == ("slstm", "post")
@@ -88,19 +79,9 @@ def test_eval_py_scores_a_checkpoint_from_its_own_config(tmp_path):
 def test_eval_py_stateful_scores_the_stream(tmp_path):
     train(compose_train([*TINY, "model=mlstm"], tmp_path / "run"))
     out = tmp_path / "eval"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "eval.py",
-            f"ckpt_path={tmp_path / 'run/checkpoints/last.ckpt'}",
-            "eval.stateful=true",
-            f"hydra.run.dir={out}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = run_script(
+        "eval.py", f"ckpt_path={ckpt}", "eval.stateful=true", f"hydra.run.dir={out}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -111,14 +92,7 @@ def test_eval_py_stateful_scores_the_stream(tmp_path):
 
 
 def run_generate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "generate.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "WANDB_MODE": "disabled"},
-    )
+    return run_script("generate.py", *args)
 
 
 def test_generate_py_continues_a_prompt_reproducibly(tmp_path):

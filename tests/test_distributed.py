@@ -3,15 +3,12 @@ global batch, the DDP-in-a-multirun guard, and the FSDP wrap unit."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import ROOT, TINY, compose_train
+from helpers import TINY, compose_train, run_script
 from hydra.utils import instantiate
 from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -27,21 +24,9 @@ from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.blocks import PostUpProjectionBlock, PreUpProjectionBlock
 from xlstm_exp.run import refuse_relaunch_in_multirun
 
-ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
 # TINY with the batch size and logger chosen per test.
 SMALL = [o for o in TINY if not o.startswith(("data.batch_size=", "logger="))]
 DDP_ON_CPU = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.precision=32-true"]
-
-
-def run_train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_training_windows_split_by_rank_into_the_single_process_batches():
@@ -94,10 +79,17 @@ def test_ddp_on_two_processes_follows_one_process_with_the_same_global_batch(tmp
     the gradient norm by ~30% and the val loss by 3e-4."""
     common = [*SMALL, "logger=csv", "trainer.log_every_n_steps=1"]
     one, two = tmp_path / "one", tmp_path / "two"
-    single = run_train("trainer=cpu", "data.batch_size=8", *common, f"hydra.run.dir={one}")
+    single = run_script(
+        "train.py", "trainer=cpu", "data.batch_size=8", *common, f"hydra.run.dir={one}"
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = run_train(
-        *DDP_ON_CPU, "trainer.devices=2", "data.batch_size=4", *common, f"hydra.run.dir={two}"
+    ddp = run_script(
+        "train.py",
+        *DDP_ON_CPU,
+        "trainer.devices=2",
+        "data.batch_size=4",
+        *common,
+        f"hydra.run.dir={two}",
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert (two / "train_ddp_process_1.log").exists(), "a second process trained"
@@ -117,7 +109,8 @@ def test_ddp_on_two_processes_follows_one_process_with_the_same_global_batch(tmp
 
 @pytest.mark.slow
 def test_multirun_with_ddp_stops_before_relaunching_the_sweep(tmp_path):
-    result = run_train(
+    result = run_script(
+        "train.py",
         "-m",
         *DDP_ON_CPU,
         "trainer.devices=2",

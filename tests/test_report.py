@@ -1,11 +1,9 @@
 """Results of a multirun: a table, a CSV and a plot, with failed jobs shown beside the others."""
 
 import csv
-import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, TINY
+from helpers import TINY, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -13,14 +11,8 @@ pytestmark = pytest.mark.slow
 def test_sweep_writes_results_with_a_failed_job_and_rebuilds_them(tmp_path):
     # 3 heads do not divide the Transformer's width of 32: that job fails, the LSTM's runs.
     overrides = ["-m", "model=lstm,transformer", "block=post", "model.num_heads=3", *TINY]
-    result = subprocess.run(
-        [sys.executable, "train.py", *overrides, f"hydra.sweep.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)},
-    )
+    env = {"PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled", "HOME": str(tmp_path)}
+    result = run_script("train.py", *overrides, f"hydra.sweep.dir={tmp_path}", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -32,12 +24,6 @@ def test_sweep_writes_results_with_a_failed_job_and_rebuilds_them(tmp_path):
 
     for name in ["results.md", "results.csv", "results.png"]:
         (tmp_path / name).unlink()
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "xlstm_exp.report", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rebuilt = run_script("-m", "xlstm_exp.report", str(tmp_path))
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert "FAILED" in rebuilt.stdout and (tmp_path / "results.png").exists()

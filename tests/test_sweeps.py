@@ -2,34 +2,18 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, TINY, compose_train
+from helpers import TINY, compose_train, run_script
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
-
-ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
-
-
-def run_train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.slow
 def test_optuna_search_minimises_the_val_loss_train_py_returns(tmp_path):
     # TINY fixes model.d_model on the command line, which takes it out of the search space.
     search = ["hparams_search=mlstm_optuna", "hydra.sweeper.n_trials=2"]
-    result = run_train("-m", *search, *TINY, f"hydra.sweep.dir={tmp_path}")
+    result = run_script("train.py", "-m", *search, *TINY, f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = sorted(tmp_path.glob("*/metrics.json"))
     assert [t.parent.name for t in trials] == ["0", "1"]
@@ -72,7 +56,9 @@ def test_submitit_runs_the_sweep_jobs(tmp_path):
     """submitit's local executor runs each job in a process of its own, the code path of
     submitit_slurm short of sbatch."""
     launcher = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"]
-    result = run_train("-m", *launcher, "model=lstm", *TINY, f"hydra.sweep.dir={tmp_path}")
+    result = run_script(
+        "train.py", "-m", *launcher, "model=lstm", *TINY, f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (metrics,) = tmp_path.glob("*/metrics.json")
     assert json.loads(metrics.read_text())["global_step"] == 4

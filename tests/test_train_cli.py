@@ -1,30 +1,15 @@
 """End-to-end runs of train.py as a user types them (subprocesses, a few seconds each)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, TINY
+from helpers import ENV, TINY, run_script
 
 pytestmark = pytest.mark.slow
-ENV = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
-
-
-def run_train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_single_run_writes_metrics_and_respects_the_floor(tmp_path):
-    result = run_train("model=lstm", "block=post", *TINY, f"hydra.run.dir={tmp_path}")
+    result = run_script("train.py", "model=lstm", "block=post", *TINY, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in [
@@ -50,7 +35,9 @@ def test_single_run_writes_metrics_and_respects_the_floor(tmp_path):
 
 
 def test_multirun_makes_one_output_dir_per_job(tmp_path):
-    result = run_train("-m", "model=lstm,transformer", *TINY, f"hydra.sweep.dir={tmp_path}")
+    result = run_script(
+        "train.py", "-m", "model=lstm,transformer", *TINY, f"hydra.sweep.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
     assert len(runs) == 2 and "model=lstm" in runs[0] and "model=transformer" in runs[1]
@@ -60,7 +47,7 @@ def test_multirun_makes_one_output_dir_per_job(tmp_path):
     ("override", "valid"), [("model=foo", "transformer"), ("block=middle", "post")]
 )
 def test_unknown_option_lists_the_choices(override, valid):
-    result = run_train(override)
+    result = run_script("train.py", override)
     assert result.returncode != 0
     assert "Available options" in result.stderr and valid in result.stderr
     assert "Traceback" not in result.stderr
@@ -70,14 +57,8 @@ def test_wandb_offline_run_records_config_and_metrics_under_a_token_budget(tmp_p
     tiny = [o for o in TINY if o != "logger=none"]
     env = {**ENV, "WANDB_MODE": "offline"}
     budget = ["max_tokens=1024", "trainer.log_every_n_steps=1"]  # 8 x 32 tokens a step: 4 steps
-    result = subprocess.run(
-        [sys.executable, "train.py", "logger=wandb", *tiny, *budget, f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run_dir = f"hydra.run.dir={tmp_path}"
+    result = run_script("train.py", "logger=wandb", *tiny, *budget, run_dir, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["global_step"] == 4
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")

@@ -104,6 +104,10 @@ def max_steps_for_tokens(cfg: DictConfig, num_processes: int) -> int | None:
     return math.ceil(cfg.max_tokens / tokens_per_step)
 
 
+class MultirunRelaunchError(RuntimeError):
+    """A multirun whose jobs cannot start: it stops the sweep instead of failing job by job."""
+
+
 def refuse_relaunch_in_multirun(trainer: L.Trainer) -> None:
     """Stop a multirun job whose strategy (`ddp`, `fsdp`) would start its other processes the way
     Lightning does under Hydra: by running this script's command line again. In a multirun that
@@ -117,7 +121,7 @@ def refuse_relaunch_in_multirun(trainer: L.Trainer) -> None:
     )
     if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
         devices = launcher.num_processes
-        raise RuntimeError(
+        raise MultirunRelaunchError(
             f"a multirun (-m) cannot start {type(trainer.strategy).__name__} on {devices} devices "
             "itself: Lightning would start the other processes by running the command line "
             "again, which would run the whole sweep again in each of them. Either run each job "
@@ -212,6 +216,8 @@ def run_job(cfg: DictConfig) -> float | None:
     job (this one returns NaN and shows as FAILED in the sweep's results table)."""
     try:
         return train(cfg).get("val/loss")
+    except MultirunRelaunchError:
+        raise
     except Exception:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
