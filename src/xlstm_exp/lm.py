@@ -50,9 +50,9 @@ class LanguageModelingModule(L.LightningModule):
         self.eval_tokens = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.train_tokens = 0
         self.train_seconds = 0.0
-        # (training tokens seen, validation perplexity) at each validation: the learning curve
-        # that sweep reports plot.
-        self.val_history: list[tuple[int, float]] = []
+        # [training tokens seen, validation perplexity] at each validation: the learning curve
+        # that sweep reports plot (lists, as metrics.json stores them).
+        self.val_history: list[list] = []
         self._batch_start = 0.0
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,7 @@ class LanguageModelingModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng")
         self.train_tokens = checkpoint.get("train_tokens", 0)
-        self.val_history = [tuple(point) for point in checkpoint.get("val_history", [])]
+        self.val_history = [list(point) for point in checkpoint.get("val_history", [])]
 
     def on_train_start(self) -> None:
         # Restored only now: creating the dataloader iterators draws from the global RNG, which
@@ -137,7 +137,7 @@ class LanguageModelingModule(L.LightningModule):
         log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
         if split == "val" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             seen = self.train_tokens * self.trainer.world_size
-            self.val_history.append((seen, float(loss.exp())))
+            self.val_history.append([seen, float(loss.exp())])
         # Per-word and per-byte numbers compare across tokenizers; they need the data's word
         # and byte counts, which hold only when the whole split was scored.
         datamodule = getattr(self.trainer, "datamodule", None)
