@@ -64,5 +64,12 @@ def test_wandb_offline_run_records_config_and_metrics_under_a_token_budget(tmp_p
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     # The offline record holds the run's name, config keys and metric names as plain strings.
     record = run_file.read_bytes()
-    for text in [b"mlstm-pre-synthetic", b"d_model", b"val/ppl", b"train/loss", b"grad_norm"]:
+    for text in [
+        b"mlstm-pre-synthetic",
+        b"d_model",
+        b"val/ppl",
+        b"train/loss",
+        b"grad_norm",
+        b"lr/pg1",
+    ]:
         assert text in record, text

@@ -82,7 +82,6 @@ class LanguageModelingModule(L.LightningModule):
             )
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/ppl", loss.exp())
-        self.log("lr", self.optimizers().param_groups[0]["lr"])
         self.train_tokens += count
         self.log("train/tokens", float(self.train_tokens))
         return loss
@@ -189,5 +188,6 @@ class LanguageModelingModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            # Named so that the LearningRateMonitor callback logs it as `lr`.
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
         }

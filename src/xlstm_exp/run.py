@@ -13,6 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -155,6 +156,8 @@ def train(cfg: DictConfig) -> dict:
     module = LanguageModelingModule(model, run_config=run_config, **cfg.optimizer)
     loggers = build_loggers(cfg, choices, output_dir)
     callbacks = instantiate_all(cfg.get("callbacks"))
+    if not loggers:  # Lightning refuses a learning-rate monitor with nowhere to log
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     refuse_relaunch_in_multirun(trainer)
     # The number of processes is known once the trainer has resolved `devices` (e.g. "auto").
