@@ -3,7 +3,10 @@
 import csv
 
 import pytest
-from helpers import TINY, run_script
+from helpers import TINY, compose_train, run_script
+from wikitext_mirror import tiny_mirror
+
+from xlstm_exp.run import train
 
 pytestmark = pytest.mark.slow
 
@@ -27,3 +30,30 @@ def test_sweep_writes_results_with_a_failed_job_and_rebuilds_them(tmp_path):
     rebuilt = run_script("-m", "xlstm_exp.report", str(tmp_path))
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert "FAILED" in rebuilt.stdout and (tmp_path / "results.png").exists()
+
+
+@pytest.mark.parametrize("experiment", ["wt103_47m", "wt2_cpu", "wt2_gpu"])
+@pytest.mark.parametrize("model", ["slstm", "mlstm", "lstm", "transformer"])
+def test_wikitext_experiments_compose_and_start_for_every_model(experiment, model, tmp_path):
+    mirror = tiny_mirror(tmp_path / "mirror")
+    overrides = [
+        f"experiment={experiment}",
+        f"model={model}",
+        "trainer=cpu",
+        "max_tokens=null",
+        "trainer.max_steps=1",
+        "trainer.val_check_interval=1",
+        "logger=none",
+        "test=false",
+        f"data.path={mirror}",
+        "data.name=tiny-v1",
+        "data.context_length=16",
+        "data.num_workers=0",
+        f"tokenizer.cache_dir={tmp_path / 'cache'}",
+        "model.target_params=null",
+        "model.d_model=16",
+    ]
+    if experiment == "wt103_47m":
+        overrides += ["tokenizer.vocab_size=300", "tokenizer.sample_rows=100"]
+    metrics = train(compose_train(overrides, tmp_path / "run"))
+    assert metrics["global_step"] == 1 and metrics["val/ppl"] > 1

@@ -55,7 +55,10 @@ def test_unreachable_target_is_refused():
 
 @pytest.mark.parametrize("model", ["lstm", "transformer", "slstm", "mlstm", "xlstm"])
 @pytest.mark.parametrize("block", ["pre", "post"])
-def test_target_params_from_the_config(model, block, tmp_path):
-    cfg = compose_train([f"model={model}", f"block={block}", "model.target_params=10M"], tmp_path)
+@pytest.mark.parametrize("target", ["3M", "10M", "3e7"])
+def test_target_params_from_the_config(model, block, target, tmp_path):
+    cfg = compose_train(
+        [f"model={model}", f"block={block}", f"model.target_params={target}"], tmp_path
+    )
     net = build_model(cfg, vocab_size=4066)
-    assert abs(net.num_parameters() - 10_000_000) <= 0.02 * 10_000_000
+    assert abs(net.num_parameters() - parse_count(target)) <= 0.02 * parse_count(target)

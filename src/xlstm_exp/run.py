@@ -23,6 +23,7 @@ from torch import nn
 from xlstm_exp.checkpoint import load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.models import LanguageModel
+from xlstm_exp.models.language_model import width_multiple
 from xlstm_exp.models.sizing import parse_count, solve_width
 from xlstm_exp.preemption import PreemptionCheckpoint
 
@@ -51,8 +52,13 @@ def build_model(cfg: DictConfig, vocab_size: int) -> nn.Module:
         def make(width: int) -> LanguageModel:
             return LanguageModel(block=block, **{**options, "d_model": width})
 
-        heads = options.get("num_heads", 4)
-        options["d_model"], count = solve_width(parse_count(target), make, multiple=2 * heads)
+        layout = {
+            k: options[k]
+            for k in ("num_layers", "num_heads", "slstm_at", "slstm_block")
+            if k in options
+        }
+        multiple = width_multiple(mixer=options["mixer"], block=block, **layout)
+        options["d_model"], count = solve_width(parse_count(target), make, multiple)
         print(f"target_params {target}: d_model {options['d_model']} gives {count:,} parameters")
     return LanguageModel(block=block, **options)
 

@@ -44,6 +44,11 @@ class AttentionMixer(nn.Module):
         inv_freq = rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    @staticmethod
+    def width_multiple(num_heads: int) -> int:
+        """Heads of even size (rotary positions rotate pairs of features)."""
+        return 2 * num_heads
+
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state: KVCache | None = None):
         batch, length, width = x_conv.shape
         qkv = self.qkv_proj(x_conv).view(batch, length, 3, self.num_heads, -1)

@@ -1,11 +1,13 @@
 """The language-model stack: embedding -> residual blocks -> final norm -> vocabulary head."""
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from xlstm_exp.models.blocks import BlockState, build_block
+from xlstm_exp.models.registry import MIXERS
 
 
 def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> list[int]:
@@ -27,6 +29,26 @@ def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> li
     if any(not 0 <= p < num_layers for p in positions):
         raise ValueError(f"slstm_at {positions} out of range for {num_layers} blocks")
     return positions
+
+
+def width_multiple(
+    num_layers: int,
+    num_heads: int,
+    mixer: str,
+    block: str | Mapping,
+    slstm_at: Sequence[int] | str | None = None,
+    slstm_block: str | Mapping | None = None,
+) -> int:
+    """What `d_model` must be a multiple of: post-up-projection blocks run their mixer at
+    `d_model`, which must suit its heads; pre-up-projection blocks round their own inner width."""
+    sLSTM = set(slstm_positions(num_layers, slstm_at))
+    multiple = 1
+    for i in range(num_layers):
+        spec = slstm_block if i in sLSTM and slstm_block is not None else block
+        if (spec if isinstance(spec, str) else spec["kind"]) == "post":
+            name = "slstm" if i in sLSTM else mixer
+            multiple = math.lcm(multiple, MIXERS[name].width_multiple(num_heads))
+    return multiple
 
 
 class LanguageModel(nn.Module):

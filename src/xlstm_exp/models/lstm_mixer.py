@@ -16,5 +16,10 @@ class LSTMMixer(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(width, width, batch_first=True)
 
+    @staticmethod
+    def width_multiple(num_heads: int) -> int:
+        """Widths this mixer runs at must be multiples of this."""
+        return 1
+
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state=None):
         return self.lstm(x_conv, state)

@@ -1,5 +1,7 @@
 """mLSTM mixer: the matrix-memory cell with its head-wise projections, gates and output norm."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,6 +53,11 @@ class MLSTMMixer(nn.Module):
         self.norm = MultiHeadNorm(width, num_heads)
         self.skip = nn.Parameter(torch.ones(width))
         self.reset_gate_parameters()
+
+    @staticmethod
+    def width_multiple(num_heads: int) -> int:
+        """Whole heads, and whole 4-wide blocks of the q/k/v projections."""
+        return math.lcm(4, num_heads)
 
     def reset_gate_parameters(self) -> None:
         # Paper's reference setup: gates start input-independent; forget biases spread over

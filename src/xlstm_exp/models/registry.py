@@ -4,7 +4,8 @@ A mixer is the sequence-mixing layer inside a residual block. Every mixer is con
 `Mixer(width, num_heads, dropout, **options)` and called as `mixer(x, x_conv, state)` ->
 `(y, state)`, where `x` is its input, `x_conv` the same input after the block's causal conv and
 swish (equal to `x` when the block has no conv), and `state` whatever the mixer carries between
-calls (`None` for a fresh sequence). Mixers that read the conv branch set `reads_conv_branch`.
+calls (`None` for a fresh sequence). Mixers that read the conv branch set `reads_conv_branch`;
+`Mixer.width_multiple(num_heads)` says which widths the mixer can run at.
 """
 
 from collections.abc import Callable

@@ -35,6 +35,10 @@ class SLSTMMixer(nn.Module):
         self.norm = MultiHeadNorm(width, num_heads)
         self.reset_gate_parameters()
 
+    @staticmethod
+    def width_multiple(num_heads: int) -> int:
+        return num_heads
+
     def reset_gate_parameters(self) -> None:
         # Recurrent weights start at zero (the official default), so early training sees a
         # gated feed-forward cell and the recurrence grows only where it helps. Forget biases
