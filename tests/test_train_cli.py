@@ -39,8 +39,9 @@ def test_multirun_makes_one_output_dir_per_job(tmp_path):
         "train.py", "-m", "model=lstm,transformer", *TINY, f"hydra.sweep.dir={tmp_path}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted(p.parent.name for p in tmp_path.glob("*/metrics.json"))
-    assert len(runs) == 2 and "model=lstm" in runs[0] and "model=transformer" in runs[1]
+    runs = sorted(tmp_path.glob("*/metrics.json"), key=lambda p: p.parent.name)
+    assert [p.parent.name for p in runs] == ["0", "1"]
+    assert [json.loads(p.read_text())["model"] for p in runs] == ["lstm", "transformer"]
 
 
 @pytest.mark.parametrize(

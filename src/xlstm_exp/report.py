@@ -32,14 +32,16 @@ COLUMNS = [
 ]
 
 
-def job_number(job: Path) -> int:
-    number = job.name.split("_")[0]
+def job_number(job: Path, sweep_dir: Path) -> int:
+    number = job.relative_to(sweep_dir).parts[0].split("_")[0]
     return int(number) if number.isdigit() else -1
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Job folders of a sweep (those Hydra wrote a `.hydra/` into), in job order."""
-    return sorted((p.parent for p in sweep_dir.glob("*/.hydra")), key=job_number)
+    """Job folders of a sweep (those Hydra wrote a `.hydra/` into), in job order. Older sweeps
+    named them after their overrides, where a path nested them deeper: any depth counts."""
+    jobs = (p.parent for p in sweep_dir.rglob(".hydra") if p.parent != sweep_dir)
+    return sorted(jobs, key=lambda job: job_number(job, sweep_dir))
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -57,7 +59,7 @@ def collect(sweep_dir: Path) -> list[dict]:
                 "block": choices.get("block", "?"),
                 "status": f"FAILED: {error.splitlines()[-1] if error else '?'}",
             }
-        rows.append({"job": job_number(job), **row})
+        rows.append({"job": job_number(job, sweep_dir), **row})
     return rows
 
 
@@ -144,7 +146,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not any(sweep_dir.glob("*/.hydra")):
+        if not job_dirs(sweep_dir):
             return  # e.g. a sweeper that ran its jobs elsewhere
         rows = write_report(sweep_dir)
         print(f"sweep results: {sweep_dir / 'results.md'}")
