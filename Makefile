@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast train sweep lint format clean
+.PHONY: help install test test-fast train sweep bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,15 @@ train: ## Train once; pass Hydra overrides as ARGS="model=slstm block=post"
 sweep: ## Train LSTM, sLSTM, mLSTM and Transformer in one multirun; extra overrides in ARGS
 	$(PY) train.py -m model=lstm,slstm,mlstm,transformer $(ARGS)
 
+PEERS := .bench/peers
+
+$(PEERS): bench/requirements-peers.txt
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(PEERS) -r bench/requirements-peers.txt
+	touch $(PEERS)
+
+bench: $(PEERS) ## Training throughput vs the official xLSTM, PyxLSTM and plain PyTorch (~15 min)
+	$(PY) bench/throughput.py --out bench/results $(ARGS)
+
 lint: ## Check style with ruff
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -34,6 +43,6 @@ format: ## Format and fix with ruff
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-clean: ## Remove caches and run outputs (logs/, outputs/, multirun/); keeps .venv
-	rm -rf logs outputs multirun .pytest_cache .ruff_cache
+clean: ## Remove caches, run outputs (logs/, outputs/, multirun/) and the peers; keeps .venv
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache .bench
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

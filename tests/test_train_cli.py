@@ -34,6 +34,16 @@ def test_single_run_writes_metrics_and_respects_the_floor(tmp_path):
     assert "val: loss" in result.stdout
 
 
+def test_run_without_evaluation_still_writes_metrics(tmp_path):
+    """limit_val_batches=0 (no validation, as benchmarks run) is a complete run, not a crash."""
+    no_eval = ["trainer.limit_val_batches=0", "test=false", f"hydra.run.dir={tmp_path}"]
+    result = run_script("train.py", "model=lstm", "block=post", *TINY, *no_eval)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "val/loss" not in metrics
+    assert metrics["global_step"] == 4 and metrics["train/tokens"] > 0
+
+
 def test_multirun_makes_one_output_dir_per_job(tmp_path):
     result = run_script(
         "train.py", "-m", "model=lstm,transformer", *TINY, f"hydra.sweep.dir={tmp_path}"

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from xlstm_exp.allocator import keep_freed_memory
 from xlstm_exp.checkpoint import load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.models import LanguageModel
@@ -143,6 +144,7 @@ def train(cfg: DictConfig) -> dict:
     """Train, validate (and test, unless `test=false`) one model; returns the metrics written to
     `<output_dir>/metrics.json`. With `ckpt_path`, resumes that checkpoint exactly."""
     started = time.time()
+    keep_freed_memory()  # large CPU activations would otherwise be page-faulted in every step
     choices = HydraConfig.get().runtime.choices
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -184,9 +186,13 @@ def train(cfg: DictConfig) -> dict:
         if preempted:
             print(f"stopped early; resume with ckpt_path={preempted[0]}")
             return {"preempted_checkpoint": str(preempted[0])}
-        results = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
-        if cfg.get("test"):
-            results.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+        # An empty list where trainer.limit_val_batches / limit_test_batches is 0.
+        results = {}
+        for evaluated in (
+            trainer.validate(module, datamodule=datamodule, verbose=False),
+            trainer.test(module, datamodule=datamodule, verbose=False) if cfg.get("test") else [],
+        ):
+            results.update(evaluated[0] if evaluated else {})
         # Under DDP each process counted the tokens of its own batches.
         tokens = torch.tensor(module.train_tokens)
         train_tokens = int(trainer.strategy.reduce(tokens, reduce_op="sum"))

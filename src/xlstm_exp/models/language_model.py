@@ -57,7 +57,8 @@ class LanguageModel(nn.Module):
     `mixer` names a registered mixer (`lstm`, `attention`, `slstm`, `mlstm`); `block` is a block
     kind or a mapping with `kind` and block options. For xLSTM[a:b] mixes, `slstm_at` turns some
     blocks into sLSTM blocks, built as `slstm_block` (default: the same block as the others).
-    `mixer_options` maps a mixer name to extra keyword arguments for it.
+    `mixer_options` maps a mixer name to extra keyword arguments for it. `backend` picks the
+    kernels of the mixers that have several (`auto`, `torch`, `triton`; see `models.backend`).
     """
 
     def __init__(
@@ -73,11 +74,15 @@ class LanguageModel(nn.Module):
         slstm_block: str | Mapping | None = None,
         mixer_options: Mapping[str, Mapping] | None = None,
         tie_weights: bool = False,
+        backend: str = "auto",
     ):
         super().__init__()
         self.d_model = d_model
         sLSTM = set(slstm_positions(num_layers, slstm_at))
-        mixer_options = mixer_options or {}
+        mixer_options = {name: dict((mixer_options or {}).get(name) or {}) for name in MIXERS}
+        for name, mixer_class in MIXERS.items():
+            if getattr(mixer_class, "has_kernel_backends", False):
+                mixer_options[name]["backend"] = backend
         self.layer_mixers = ["slstm" if i in sLSTM else mixer for i in range(num_layers)]
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.dropout = nn.Dropout(dropout)

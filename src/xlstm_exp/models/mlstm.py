@@ -212,16 +212,19 @@ def mlstm_chunkwise_with_state(
         log_decay = log_f.cumsum(-1)
         own = _block_state(k_, v_, log_d[..., -1, :])  # each chunk's write, all chunks at once
 
-        # Only this combination of chunk states is sequential.
+        # Only this combination of chunk states is sequential. Chunks are unbound once: indexing
+        # inside the loop would make autograd write each chunk's gradient into a zero tensor
+        # the size of all chunks, quadratic in the number of chunks.
         C, n, m = prev
         incoming = []
-        for c in range(log_f.shape[2]):
+        chunks = zip(log_decay[..., -1].unbind(2), *(x.unbind(2) for x in own), strict=True)
+        for chunk_decay, own_C, own_n, own_m in chunks:
             incoming.append((C, n, m))
-            log_g = log_decay[:, :, c, -1] + m
-            m_new = torch.maximum(log_g, own.m[:, :, c]).detach()
-            decay, w_own = torch.exp(log_g - m_new), torch.exp(own.m[:, :, c] - m_new)
-            C = decay[..., None, None] * C + w_own[..., None, None] * own.C[:, :, c]
-            n = decay[..., None] * n + w_own[..., None] * own.n[:, :, c]
+            log_g = chunk_decay + m
+            m_new = torch.maximum(log_g, own_m).detach()
+            decay, w_own = torch.exp(log_g - m_new), torch.exp(own_m - m_new)
+            C = decay[..., None, None] * C + w_own[..., None, None] * own_C
+            n = decay[..., None] * n + w_own[..., None] * own_n
             m = m_new
         before = MLSTMState(*(torch.stack(x, dim=2) for x in zip(*incoming, strict=True)))
 

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
+from xlstm_exp.models.backend import check_backend, use_triton
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.mlstm import (
     mlstm_chunkwise_with_state,
@@ -23,10 +25,12 @@ class MLSTMMixer(nn.Module):
     block-diagonal projection; the input and forget gates are one scalar per head from a linear
     map of (q, k, v). The cell output is normalised per head and gets a learnable skip from the
     conv branch; the block gates the result with its other branch. `impl` picks the training
-    form: `chunkwise` (linear in the sequence length) or `parallel` (quadratic, one chunk).
+    form: `chunkwise` (linear in the sequence length) or `parallel` (quadratic, one chunk);
+    `backend` the chunkwise kernel (see `xlstm_exp.models.backend`).
     """
 
     reads_conv_branch = True
+    has_kernel_backends = True
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class MLSTMMixer(nn.Module):
         qkv_block_size: int = 4,
         chunk_size: int = 64,
         impl: str = "chunkwise",
+        backend: str = "auto",
     ):
         super().__init__()
         if impl not in ("chunkwise", "parallel"):
@@ -45,6 +50,7 @@ class MLSTMMixer(nn.Module):
         self.num_heads = num_heads
         self.chunk_size = chunk_size
         self.impl = impl
+        self.backend = check_backend(backend)
         self.q_proj = BlockDiagonalLinear(width, qkv_block_size)
         self.k_proj = BlockDiagonalLinear(width, qkv_block_size)
         self.v_proj = BlockDiagonalLinear(width, qkv_block_size)
@@ -85,8 +91,12 @@ class MLSTMMixer(nn.Module):
         elif state is None and self.impl == "parallel":
             h, state = mlstm_parallel_with_state(q, k, v, igate, fgate)
         else:
-            h, state = mlstm_chunkwise_with_state(
-                q, k, v, igate, fgate, chunk_size=self.chunk_size, state=state
-            )
+            chunkwise = mlstm_chunkwise_with_state
+            # The Triton kernel sends no gradient into a carried state; one that needs it stays
+            # on the PyTorch form.
+            needs_state_grad = state is not None and any(s.requires_grad for s in state)
+            if not needs_state_grad and use_triton(self.backend, x.device):
+                chunkwise = triton_kernels.mlstm_chunkwise_triton
+            h, state = chunkwise(q, k, v, igate, fgate, chunk_size=self.chunk_size, state=state)
         h = h.transpose(1, 2).flatten(-2)
         return self.norm(h) + self.skip * x_conv, state

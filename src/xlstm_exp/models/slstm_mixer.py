@@ -3,10 +3,12 @@
 import torch
 from torch import nn
 
+from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
+from xlstm_exp.models.backend import check_backend, use_triton
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
-from xlstm_exp.models.slstm import slstm_recurrent
+from xlstm_exp.models.slstm import slstm_recurrent_gates
 
 
 @register_mixer("slstm")
@@ -15,22 +17,24 @@ class SLSTMMixer(nn.Module):
 
     Input and forget gates read the conv branch, cell input and output gate the plain input,
     each through a head-wise (block-diagonal) projection; the recurrence mixes memory only within
-    a head. The output is normalised per head.
+    a head. The output is normalised per head. `backend` picks the recurrence kernel (see
+    `xlstm_exp.models.backend`).
     """
 
     reads_conv_branch = True
+    has_kernel_backends = True
 
-    def __init__(self, width: int, num_heads: int, dropout: float = 0.0):
+    def __init__(self, width: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
         super().__init__()
+        self.backend = check_backend(backend)
         if width % num_heads:
             raise ValueError(f"width {width} does not split into {num_heads} heads")
         self.num_heads = num_heads
         head_dim = width // num_heads
-        self.igate_proj = BlockDiagonalLinear(width, head_dim)
-        self.fgate_proj = BlockDiagonalLinear(width, head_dim)
-        self.zgate_proj = BlockDiagonalLinear(width, head_dim)
-        self.ogate_proj = BlockDiagonalLinear(width, head_dim)
-        self.bias = nn.Parameter(torch.empty(4, num_heads, head_dim))
+        # One matmul per input: (i, f) from the conv branch, (z, o) from the plain input.
+        self.if_proj = BlockDiagonalLinear(width, head_dim, maps=2)
+        self.zo_proj = BlockDiagonalLinear(width, head_dim, maps=2)
+        self.bias = nn.Parameter(torch.empty(num_heads, 4, head_dim))  # gates i, f, z, o
         self.recurrent = nn.Parameter(torch.empty(4, num_heads, head_dim, head_dim))
         self.norm = MultiHeadNorm(width, num_heads)
         self.reset_gate_parameters()
@@ -47,20 +51,20 @@ class SLSTMMixer(nn.Module):
         nn.init.zeros_(self.recurrent)
         nn.init.zeros_(self.bias)
         with torch.no_grad():
-            self.bias[1] = torch.linspace(3.0, 6.0, self.bias.shape[-1])
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+            self.bias[:, 1] = torch.linspace(3.0, 6.0, self.bias.shape[-1])
 
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state=None):
-        gates = [
-            self._heads(proj(source)) + bias.unsqueeze(1)
-            for proj, source, bias in zip(
-                (self.igate_proj, self.fgate_proj, self.zgate_proj, self.ogate_proj),
-                (x_conv, x_conv, x, x),
-                self.bias,
-                strict=True,
-            )
-        ]
-        h, state = slstm_recurrent(*gates, self.recurrent, state)
-        return self.norm(h.transpose(1, 2).flatten(-2)), state
+        batch, length, _ = x.shape
+        per_head = (batch, length, self.num_heads, 2, -1)
+        gates = torch.cat(
+            [self.if_proj(x_conv).reshape(per_head), self.zo_proj(x).reshape(per_head)], 3
+        )
+        gates = gates + self.bias
+        needs_state_grad = state is not None and any(s.requires_grad for s in state)
+        if not needs_state_grad and use_triton(self.backend, x.device):
+            i, f, z, o = gates.permute(3, 0, 2, 1, 4)  # each (B, NH, S, DH)
+            h, state = triton_kernels.slstm_recurrent_triton(i, f, z, o, self.recurrent, state)
+            h = h.transpose(1, 2)
+        else:
+            h, state = slstm_recurrent_gates(gates, self.recurrent, state)
+        return self.norm(h.flatten(-2)), state

@@ -1,0 +1,21 @@
+"""Device functions both Triton kernels use."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def dot(a, b, BF16: tl.constexpr, PRECISION: tl.constexpr):
+    """A matrix product accumulated in float32: bf16 operands for bf16 inputs, float32 ones
+    (at PRECISION, "ieee" or "tf32") otherwise."""
+    if BF16:
+        out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    else:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PRECISION)
+    return out
+
+
+@triton.jit
+def logsigmoid(x):
+    # log1p is not in triton.language; the absolute error of log(1 + e) stays below 1e-7.
+    return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))

@@ -1,0 +1,238 @@
+"""The Triton mLSTM and sLSTM kernels against the PyTorch references: outputs, states, gradients.
+
+Without CUDA the kernels run on CPU tensors through Triton's interpreter (conftest.py switches
+it on before anything imports Triton); the module is skipped when Triton is not installed.
+"""
+
+import math
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from xlstm_exp.models import triton as triton_kernels  # noqa: E402
+from xlstm_exp.models.mlstm import MLSTMState, mlstm_chunkwise_with_state  # noqa: E402
+from xlstm_exp.models.slstm import SLSTMState, slstm_recurrent  # noqa: E402
+from xlstm_exp.models.triton import mlstm_chunkwise_triton, slstm_recurrent_triton  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+F32_TOL = 1e-4
+BF16_TOL = 4e-2
+
+
+def rel_err(actual, expected):
+    """Largest absolute error relative to the largest reference magnitude."""
+    expected = expected.detach().float()
+    scale = expected.abs().max().clamp_min(1e-30)
+    return ((actual.detach().float() - expected).abs().max() / scale).item()
+
+
+def assert_all_close(actual, expected, tol, names):
+    for name, a, e in zip(names, actual, expected, strict=True):
+        assert a.shape == e.shape, name
+        assert torch.isfinite(a).all(), f"{name} not finite"
+        err = rel_err(a, e)
+        assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
+
+
+def randn(*shape, gen, scale=1.0, shift=0.0):
+    return (shift + scale * torch.randn(*shape, generator=gen)).to(DEVICE)
+
+
+def overflowing(gate, seed=2):
+    """Input gates of +-30, every 7th step +-100: exp overflows float32 without the stabiliser."""
+    sign = torch.randn(gate.shape, generator=torch.Generator().manual_seed(seed)).sign()
+    big = 30 * sign
+    big[..., ::7] *= 100 / 30
+    assert torch.isinf(torch.exp(big)).any()
+    return big.to(DEVICE)
+
+
+def compare(fn, ref_fn, inputs, state, dtype, tol, names):
+    """Compare h, final state and input gradients; the reference runs in float32 on the same
+    (dtype-rounded) inputs and upstream gradient."""
+    x = [t.to(dtype).requires_grad_() for t in inputs]
+    h, final = fn(*x, state=state)
+    assert h.dtype == dtype
+    dh = torch.randn(h.shape, generator=torch.Generator().manual_seed(7)).to(DEVICE, dtype)
+    grads = torch.autograd.grad(h, x, dh)
+
+    x_ref = [t.detach().float().requires_grad_() for t in x]
+    h_ref, final_ref = ref_fn(*x_ref, state=state)
+    grads_ref = torch.autograd.grad(h_ref, x_ref, dh.float())
+
+    assert not any(s.requires_grad for s in final)
+    assert_all_close([h], [h_ref], tol, ["h"])
+    assert_all_close(final, final_ref, tol, [f"state.{f}" for f in final_ref._fields])
+    assert_all_close(grads, grads_ref, tol, [f"d{n}" for n in names])
+
+
+# --- mLSTM ---------------------------------------------------------------------------------
+
+
+def mlstm_inputs(B=2, NH=2, S=40, DHK=16, DHV=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = randn(B, NH, S, DHK, gen=gen), randn(B, NH, S, DHK, gen=gen)
+    v = randn(B, NH, S, DHV, gen=gen)
+    igate = randn(B, NH, S, gen=gen, scale=2.0)
+    fgate = randn(B, NH, S, gen=gen, scale=2.0, shift=3.0)
+    return q, k, v, igate, fgate
+
+
+def mlstm_state(B=2, NH=2, DHK=16, DHV=16, seed=1):
+    """A memory large enough (m around 5) to still weigh in on the final state after 40 steps."""
+    gen = torch.Generator().manual_seed(seed)
+    C, n = randn(B, NH, DHV, DHK, gen=gen), randn(B, NH, DHK, gen=gen)
+    return MLSTMState(C, n, randn(B, NH, gen=gen, shift=5.0))
+
+
+def compare_mlstm(inputs, chunk_size, state=None, dtype=torch.float32, tol=F32_TOL):
+    def fn(*x, state):
+        return mlstm_chunkwise_triton(*x, chunk_size=chunk_size, state=state)
+
+    def ref(*x, state):
+        return mlstm_chunkwise_with_state(*x, chunk_size=chunk_size, state=state)
+
+    compare(fn, ref, inputs, state, dtype, tol, ["q", "k", "v", "igate", "fgate"])
+
+
+@pytest.mark.parametrize(
+    "B, NH, S, DHK, DHV, chunk_size",
+    [
+        (2, 2, 40, 16, 16, 16),  # last chunk partial
+        (1, 2, 5, 8, 8, 64),  # one short chunk, head dim padded up to 16
+        (1, 1, 40, 80, 24, 32),  # two key blocks, distinct key and value widths
+    ],
+)
+def test_mlstm_matches_reference(B, NH, S, DHK, DHV, chunk_size):
+    compare_mlstm(mlstm_inputs(B, NH, S, DHK, DHV), chunk_size)
+
+
+def test_mlstm_initial_state():
+    compare_mlstm(mlstm_inputs(), 16, state=mlstm_state())
+
+
+# A row that has seen only very negative input gates has an infinite floor exp(-m), so h = 0.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")
+def test_mlstm_gates_that_overflow_unstabilised():
+    q, k, v, igate, fgate = mlstm_inputs()
+    # Positive q·k: no cancellation in the denominator, which would amplify rounding (a
+    # conditioning matter that both forms share, not what this test is about).
+    compare_mlstm((q.abs(), k.abs(), v, overflowing(igate), fgate), 16)
+
+
+def test_mlstm_bfloat16():
+    compare_mlstm(mlstm_inputs(), 16, dtype=torch.bfloat16, tol=BF16_TOL)
+
+
+def test_mlstm_refusals():
+    x = mlstm_inputs(S=8)
+    state = mlstm_state()
+    with pytest.raises(ValueError, match="initial state"):
+        mlstm_chunkwise_triton(*x, state=MLSTMState(*(s.requires_grad_() for s in state)))
+    with pytest.raises(ValueError, match="power of two"):
+        mlstm_chunkwise_triton(*x, chunk_size=24)
+
+
+# --- sLSTM ---------------------------------------------------------------------------------
+
+
+def slstm_inputs(B=2, NH=2, S=40, DH=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    i = randn(B, NH, S, DH, gen=gen)
+    f = randn(B, NH, S, DH, gen=gen, shift=2.0)
+    z, o = randn(B, NH, S, DH, gen=gen), randn(B, NH, S, DH, gen=gen)
+    R = randn(4, NH, DH, DH, gen=gen, scale=0.5 / math.sqrt(DH))
+    return i, f, z, o, R
+
+
+def slstm_state(B=2, NH=2, DH=16, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    c, m, h = (randn(B, NH, DH, gen=gen) for _ in range(3))
+    n = 1 + 2 * torch.rand(B, NH, DH, generator=gen).to(DEVICE)  # a valid normaliser is >= 1
+    return SLSTMState(c, n, m, h)
+
+
+def compare_slstm(inputs, state=None, dtype=torch.float32, tol=F32_TOL):
+    names = ["i", "f", "z", "o", "R"]
+    compare(slstm_recurrent_triton, slstm_recurrent, inputs, state, dtype, tol, names)
+
+
+@pytest.mark.parametrize(
+    "B, NH, S, DH",
+    [
+        (2, 2, 40, 16),
+        (17, 1, 10, 24),  # two batch blocks, head dim padded up to 32
+    ],
+)
+def test_slstm_matches_reference(B, NH, S, DH):
+    compare_slstm(slstm_inputs(B, NH, S, DH))
+
+
+def test_slstm_initial_state():
+    compare_slstm(slstm_inputs(), state=slstm_state())
+
+
+def test_slstm_gates_that_overflow_unstabilised():
+    i, f, z, o, R = slstm_inputs()
+    compare_slstm((overflowing(i), f, z, o, R))
+
+
+def test_slstm_bfloat16():
+    compare_slstm(slstm_inputs(), dtype=torch.bfloat16, tol=BF16_TOL)
+
+
+def test_slstm_refuses_initial_state_with_grad():
+    state = SLSTMState(*(s.requires_grad_() for s in slstm_state()))
+    with pytest.raises(ValueError, match="initial state"):
+        slstm_recurrent_triton(*slstm_inputs(S=4), state=state)
+
+
+# --- package -------------------------------------------------------------------------------
+
+
+def test_triton_available(monkeypatch):
+    assert triton_kernels.triton_available()
+    monkeypatch.setitem(sys.modules, "triton", None)  # import triton now fails
+    assert not triton_kernels.triton_available()
+
+
+def test_model_on_triton_backend_matches_torch_backend(monkeypatch):
+    """The backend switch reaches both cells: an xLSTM[1:1] stack gives the same logits and
+    gradients on either kernel set, and the Triton one really ran both kernels."""
+    from xlstm_exp.models import LanguageModel
+
+    calls = []
+    for name in ("mlstm_chunkwise_triton", "slstm_recurrent_triton"):
+        kernel = getattr(triton_kernels, name)
+        monkeypatch.setattr(
+            triton_kernels, name, lambda *a, k=kernel, n=name, **kw: calls.append(n) or k(*a, **kw)
+        )
+
+    options = dict(mixer="mlstm", block="pre", slstm_at=[1], slstm_block="post")
+    torch.manual_seed(0)
+    reference = LanguageModel(64, 32, 2, 4, backend="torch", **options).to(DEVICE)
+    triton_model = LanguageModel(64, 32, 2, 4, backend="triton", **options).to(DEVICE)
+    triton_model.load_state_dict(reference.state_dict())
+    with torch.no_grad():  # nonzero recurrent weights, so the sLSTM recurrence matters
+        for model in (reference, triton_model):
+            model.blocks[1].mixer.recurrent.copy_(
+                0.3 * torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+            )
+    tokens = torch.randint(0, 64, (2, 40), device=DEVICE)
+    outputs = []
+    for model in (reference, triton_model):
+        logits = model(tokens)
+        logits.square().mean().backward()
+        outputs.append((logits, [p.grad for p in model.parameters()]))
+    (ref_logits, ref_grads), (tri_logits, tri_grads) = outputs
+    assert sorted(calls) == ["mlstm_chunkwise_triton", "slstm_recurrent_triton"]
+    assert rel_err(tri_logits, ref_logits) <= F32_TOL
+    for name, (g_tri, g_ref) in zip(
+        [n for n, _ in reference.named_parameters()],
+        zip(tri_grads, ref_grads, strict=True),
+        strict=True,
+    ):
+        assert rel_err(g_tri, g_ref) <= 1e-3, name
