@@ -9,6 +9,9 @@ Three sections, side by side in the same run on the same card:
 3. one full training step (forward, cross-entropy, backward, fused AdamW) of our xLSTM[1:0],
    the official ``xLSTMLarge`` and a GPT of the same width and depth.
 
+The cases of sections 1 and 2 are in ``gpu_cell_cases.py``, those of section 3 in
+``gpu_train_step.py``; this script runs them and writes the report.
+
 Each row is the median of the timed repeats after warm-ups (CUDA events on a GPU,
 ``time.perf_counter`` on a CPU). A failing row reports its error and the run goes on; the
 official packages' kernels run in child processes, so that one that crashes (the official
@@ -20,7 +23,6 @@ other row with it. The markdown tables are rewritten after every row.
 """
 
 import argparse
-import contextlib
 import datetime
 import gc
 import importlib.metadata
@@ -37,8 +39,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from gpu_cell_cases import Case, mlstm_cases, official_slstm_cell, slstm_cases, triton_usable
+from gpu_train_step import train_cases
 
 FULL = dict(
     mlstm=dict(B=8, NH=4, DH=256, S=(2048, 8192), torch_S=2048, attn_NH=8, attn_DH=64),
@@ -62,30 +64,6 @@ SECTIONS = {
 
 
 @dataclass
-class Bench:
-    """A built case: `step` is the timed call; `tokens` the tokens it processes."""
-
-    step: Callable[[], object]
-    tokens: int
-    params: int | None = None
-    note: str = ""
-
-
-@dataclass
-class Case:
-    """One row of the report: how to build it and how to run it."""
-
-    section: str
-    name: str
-    config: str  # the shape and dtype; rows of a section with the same config are compared
-    build: Callable[[], Bench]
-    needs: tuple[str, ...] = ()  # "cuda", "triton": what the device must offer
-    group: str | None = None  # run in a child process together with the group's other rows
-    timeout: float = 150.0  # seconds for the whole group's child process
-    deferred: bool = False  # run after the others (slow to set up), listed in place
-
-
-@dataclass
 class Outcome:
     """What a row measured, or why it has no time."""
 
@@ -97,22 +75,10 @@ class Outcome:
     error: str = ""
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-
 def short_error(err: BaseException | str) -> str:
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return (lines[0] if lines else "error")[:160]
-
-
-def flash_only(device: torch.device):
-    """Flash attention for SDPA on a GPU (an error rather than a silent slower kernel)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.FLASH_ATTENTION)
 
 
 def median_ms(step: Callable[[], object], device: torch.device, warmup: int, repeats: int):
@@ -137,335 +103,11 @@ def median_ms(step: Callable[[], object], device: torch.device, warmup: int, rep
     return statistics.median(start.elapsed_time(end) for start, end in events)
 
 
-def fwd_bwd(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor]):
-    """The timed forward + backward of `fn` (gradients for all `inputs`) and its first output.
-
-    `torch.autograd.grad` rather than `.backward()`: no accumulation into `.grad` is timed."""
-    h = fn(*inputs)
-    dh = torch.randn_like(h)
-
-    def step():
-        torch.autograd.grad(fn(*inputs), inputs, dh)
-
-    return step, h.detach()
-
-
-def leaf(*shape, device, dtype, shift=0.0, scale=1.0):
-    """A random input that takes gradients."""
-    x = shift + scale * torch.randn(*shape, device=device)
-    return x.to(dtype).requires_grad_()
-
-
 def version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-# --- section 1: mLSTM ----------------------------------------------------------------------
-
-
-def ours_mlstm(q, k, v, i, f):
-    from xlstm_exp.models.triton import mlstm_chunkwise_triton
-
-    return mlstm_chunkwise_triton(q, k, v, i, f, chunk_size=64)[0]
-
-
-def torch_mlstm(q, k, v, i, f):
-    from xlstm_exp.models.mlstm import mlstm_chunkwise_with_state
-
-    return mlstm_chunkwise_with_state(q, k, v, i, f, chunk_size=64)[0]
-
-
-def official_mlstm(kernel: str, chunk_size: int):
-    def run(q, k, v, i, f):
-        from mlstm_kernels.torch import get_mlstm_kernel
-
-        fn = get_mlstm_kernel(f"chunkwise--{kernel}")
-        # Inputs are bf16 already; the dtype only matters under autocast, as in xLSTMLarge.
-        return fn(q, k, v, i, f, chunk_size=chunk_size, autocast_kernel_dtype=torch.bfloat16)
-
-    return run
-
-
-def mlstm_case(fn, B, NH, S, DH, device, dtype, compare: bool) -> Callable[[], Bench]:
-    def build():
-        q, k, v = (leaf(B, NH, S, DH, device=device, dtype=dtype) for _ in range(3))
-        # Forget gates near sigmoid(3): the long memory of a trained model's init.
-        igate = leaf(B, NH, S, device=device, dtype=dtype)
-        fgate = leaf(B, NH, S, device=device, dtype=dtype, shift=3.0)
-        inputs = [q, k, v, igate, fgate]
-        step, h = fwd_bwd(fn, inputs)
-        note = ""
-        if compare and triton_usable(device):
-            # The same h as ours: the rows time the same computation.
-            with torch.no_grad():
-                ref = ours_mlstm(*(x.detach() for x in inputs)).float()
-            err = (h.float() - ref).abs().max() / ref.abs().max()
-            note = f"h vs ours: {err.item():.1e}"
-        return Bench(step, B * S, note=note)
-
-    return build
-
-
-def sdpa_case(B, NH, S, DH, device, dtype) -> Callable[[], Bench]:
-    def attend(q, k, v):
-        with flash_only(device):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-    def build():
-        inputs = [leaf(B, NH, S, DH, device=device, dtype=dtype) for _ in range(3)]
-        return Bench(fwd_bwd(attend, inputs)[0], B * S)
-
-    return build
-
-
-def mlstm_cases(cfg: dict, device, dtype) -> list[Case]:
-    B, NH, DH = cfg["B"], cfg["NH"], cfg["DH"]
-    tag = "bf16" if dtype == torch.bfloat16 else "fp32"
-    official = dict(needs=("cuda", "triton"), group="official-mlstm")
-    # (name, kernel, whether to compare its h with ours, options of its rows)
-    kernels = [
-        ("ours, Triton (chunk 64)", ours_mlstm, False, dict(needs=("cuda", "triton"))),
-        ("official triton_limit_chunk (64)", official_mlstm("triton_limit_chunk", 64), True,
-         official),
-        ("official triton_xl_chunk (128)", official_mlstm("triton_xl_chunk", 128), True,
-         {**official, "group": "official-xl-chunk", "timeout": 90}),
-        # Sigmoid input gate: another cell, so its h is not compared with ours.
-        ("official triton_xl_chunk_siging (128)",
-         official_mlstm("triton_xl_chunk_siging", 128), False, official),
-        ("ours, PyTorch chunkwise (64)", torch_mlstm, True, {}),
-    ]  # fmt: skip
-    aNH, aDH = cfg["attn_NH"], cfg["attn_DH"]
-    cases = []
-    for S in cfg["S"]:
-        config = f"B={B} NH={NH} DH={DH} S={S} {tag}"
-        for name, fn, compare, options in kernels:
-            if fn is torch_mlstm and S != cfg["torch_S"]:  # slow: one length only
-                continue
-            build = mlstm_case(fn, B, NH, S, DH, device, dtype, compare)
-            cases.append(Case("mlstm", name, config, build, **options))
-        build = sdpa_case(B, aNH, S, aDH, device, dtype)
-        cases.append(Case("mlstm", f"SDPA causal, flash (NH={aNH}, DH={aDH})", config, build))
-    return cases
-
-
-# --- section 2: sLSTM ----------------------------------------------------------------------
-
-
-def slstm_case(kernel: str, B, NH, S, DH, device, dtype) -> Callable[[], Bench]:
-    """Our sLSTM recurrence on gate pre-activations (B, NH, S, DH) and recurrent weights
-    (4, NH, DH, DH); R stays float32, as the model's parameter does."""
-
-    def build():
-        from xlstm_exp.models.slstm import slstm_recurrent
-
-        if kernel == "triton":
-            from xlstm_exp.models.triton import slstm_recurrent_triton as recurrent
-        else:
-            recurrent = slstm_recurrent
-        gates = [leaf(B, NH, S, DH, device=device, dtype=dtype) for _ in range(4)]
-        R = leaf(4, NH, DH, DH, device=device, dtype=torch.float32, scale=DH**-0.5)
-        step, _ = fwd_bwd(lambda *x: recurrent(*x)[0], [*gates, R])
-        return Bench(step, B * S)
-
-    return build
-
-
-def official_slstm_cell(backend: str, B, NH, DH, dtype) -> nn.Module:
-    """The official sLSTM cell; its CUDA backend compiles its kernel here, for this config."""
-    from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
-
-    config = sLSTMCellConfig(
-        hidden_size=NH * DH,
-        num_heads=NH,
-        backend=backend,
-        batch_size=B,
-        dtype="bfloat16" if dtype == torch.bfloat16 else "float32",
-    )
-    return sLSTMCell(config)
-
-
-def official_slstm_case(backend: str, B, NH, S, DH, device, dtype) -> Callable[[], Bench]:
-    """The official sLSTM cell on its input-side gate pre-activations (B, S, 4 * NH * DH)."""
-
-    def build():
-        start = time.perf_counter()
-        cell = official_slstm_cell(backend, B, NH, DH, dtype).to(device)
-        setup_s = time.perf_counter() - start
-        x = leaf(B, S, 4 * NH * DH, device=device, dtype=dtype)
-        step, _ = fwd_bwd(lambda x, *_: cell(x)[0], [x, *cell.parameters()])
-        return Bench(step, B * S, note=f"built in {setup_s:.0f} s" if backend == "cuda" else "")
-
-    return build
-
-
-def lstm_case(B, S, H, device, dtype) -> Callable[[], Bench]:
-    def build():
-        lstm = nn.LSTM(H, H, batch_first=True).to(device, dtype)
-        x = leaf(B, S, H, device=device, dtype=dtype)
-        step, _ = fwd_bwd(lambda x, *_: lstm(x)[0], [x, *lstm.parameters()])
-        return Bench(step, B * S)
-
-    return build
-
-
-def slstm_cases(cfg: dict, device, dtype) -> list[Case]:
-    B, NH, DH, S, slow_S = cfg["B"], cfg["NH"], cfg["DH"], cfg["S"], cfg["slow_S"]
-    tag = "bf16" if dtype == torch.bfloat16 else "fp32"
-    config = f"B={B} NH={NH} DH={DH} S={S}"
-    slow = f"B={B} NH={NH} DH={DH} S={slow_S} fp32"
-    f32 = torch.float32
-    return [
-        Case(
-            "slstm",
-            "ours, Triton",
-            f"{config} {tag}",
-            slstm_case("triton", B, NH, S, DH, device, dtype),
-            needs=("cuda", "triton"),
-        ),
-        # torch's default float32 matmul precision ("highest"): IEEE products, no TF32.
-        Case(
-            "slstm",
-            "ours, Triton (IEEE fp32 products)",
-            f"{config} fp32",
-            slstm_case("triton", B, NH, S, DH, device, f32),
-            needs=("cuda", "triton"),
-        ),
-        # Compiles its CUDA kernel first (~20 s and more): run last, in a child process.
-        Case(
-            "slstm",
-            "official sLSTMCell, backend cuda",
-            f"{config} {tag}",
-            official_slstm_case("cuda", B, NH, S, DH, device, dtype),
-            needs=("cuda",),
-            group="official-slstm-cuda",
-            timeout=240,
-            deferred=True,
-        ),
-        Case(
-            "slstm",
-            f"nn.LSTM({NH * DH}, {NH * DH}), cuDNN",
-            f"{config} {tag}",
-            lstm_case(B, S, NH * DH, device, dtype),
-        ),
-        # A Python loop over time steps: slow, so a shorter sequence.
-        Case("slstm", "ours, PyTorch", slow, slstm_case("torch", B, NH, slow_S, DH, device, f32)),
-        Case(
-            "slstm",
-            "official sLSTMCell, backend vanilla",
-            slow,
-            official_slstm_case("vanilla", B, NH, slow_S, DH, device, f32),
-        ),
-    ]
-
-
-# --- section 3: training step --------------------------------------------------------------
-
-
-def train_case(make_model: Callable[[], nn.Module], cfg: dict, device, attention=False):
-    def build():
-        model = make_model().to(device).train()
-        params = sum(p.numel() for p in model.parameters())
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-        x, y = torch.randint(cfg["vocab"], (2, cfg["B"], cfg["S"]), device=device)
-        bf16 = device.type == "cuda"
-
-        def step():
-            ctx = flash_only(device) if attention else contextlib.nullcontext()
-            with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-                if isinstance(logits, tuple):  # xLSTMLarge: (logits, state)
-                    logits = logits[0]
-                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return Bench(step, cfg["B"] * cfg["S"], params=params)
-
-    return build
-
-
-def official_large(cfg: dict, device) -> nn.Module:
-    from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
-
-    # Without Triton (a CPU dry run) the official model takes its PyTorch kernels.
-    triton = device.type == "cuda"
-    config = xLSTMLargeConfig(
-        embedding_dim=cfg["d"],
-        num_heads=cfg["heads"],
-        num_blocks=cfg["layers"],
-        vocab_size=cfg["vocab"],
-        chunkwise_kernel="chunkwise--triton_limit_chunk"
-        if triton
-        else "chunkwise--native_autograd",
-        sequence_kernel="native_sequence__triton" if triton else "native_sequence__native",
-        step_kernel="triton" if triton else "native",
-        mode="train",
-        # Its mLSTM layers unpack (h, state) from the kernel, which returns the state only when
-        # asked: with False the layer fails. The model then returns (logits, state).
-        return_last_states=True,
-    )
-    return xLSTMLarge(config)
-
-
-def train_cases(cfg: dict, device) -> list[Case]:
-    from xlstm_exp.models import LanguageModel
-
-    V, d, L, NH = cfg["vocab"], cfg["d"], cfg["layers"], cfg["heads"]
-    config = f"vocab={V} d={d} blocks={L} B={cfg['B']} S={cfg['S']}" + (
-        " bf16 autocast" if device.type == "cuda" else " fp32"
-    )
-
-    def ours(backend):
-        return lambda: LanguageModel(V, d, L, NH, mixer="mlstm", block="pre", backend=backend)
-
-    def gpt():
-        return LanguageModel(V, d, L, cfg["gpt_heads"], mixer="attention", block="post")
-
-    kernel = "triton_limit_chunk" if device.type == "cuda" else "native_autograd"
-    return [
-        Case(
-            "train",
-            f"ours xLSTM[1:0], Triton (NH={NH})",
-            config,
-            train_case(ours("triton"), cfg, device),
-            needs=("cuda", "triton"),
-        ),
-        Case(
-            "train",
-            f"official xLSTMLarge, {kernel} (NH={NH})",
-            config,
-            train_case(lambda: official_large(cfg, device), cfg, device),
-            group="official-large",
-        ),
-        Case(
-            "train",
-            f"GPT, SDPA flash (NH={cfg['gpt_heads']})",
-            config,
-            train_case(gpt, cfg, device, attention=True),
-        ),
-        # The slowest row and the least needed: after the others, if time is left.
-        Case(
-            "train",
-            f"ours xLSTM[1:0], PyTorch (NH={NH})",
-            config,
-            train_case(ours("torch"), cfg, device),
-            deferred=True,
-        ),
-    ]
-
-
-# --- running -------------------------------------------------------------------------------
-
-
-def triton_usable(device: torch.device) -> bool:
-    from xlstm_exp.models.triton import triton_available
-
-    # No interpreter runs here: on a CPU the Triton rows are skipped, not crawled through.
-    return device.type == "cuda" and triton_available()
 
 
 def unmet(case: Case, device: torch.device) -> list[str]:

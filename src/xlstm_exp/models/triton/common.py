@@ -1,7 +1,19 @@
-"""Device functions both Triton kernels use."""
+"""What both Triton kernels share: their matrix-product device function and its settings."""
 
+import torch
 import triton
 import triton.language as tl
+
+
+def dot_options(x: torch.Tensor) -> dict:
+    """The BF16 and PRECISION arguments of `dot` for inputs like `x`."""
+    return {
+        # Triton 3.9's interpreter (CPU tensors) multiplies bfloat16 operands as raw integers.
+        "BF16": x.dtype == torch.bfloat16 and x.is_cuda,
+        "PRECISION": (
+            "tf32" if x.is_cuda and torch.get_float32_matmul_precision() != "highest" else "ieee"
+        ),
+    }
 
 
 @triton.jit

@@ -28,7 +28,7 @@ import triton.language as tl
 from torch import Tensor
 
 from xlstm_exp.models.mlstm import MLSTMState
-from xlstm_exp.models.triton.common import dot, logsigmoid
+from xlstm_exp.models.triton.common import dot, dot_options, logsigmoid
 
 
 @triton.jit
@@ -322,13 +322,7 @@ class _MLSTMChunkwise(torch.autograd.Function):
             L=L,
             BK=BK,
             BV=BV,
-            # Triton 3.9's interpreter (CPU tensors) multiplies bfloat16 operands as raw integers.
-            BF16=q.dtype == torch.bfloat16 and q.is_cuda,
-            PRECISION=(
-                "tf32"
-                if q.is_cuda and torch.get_float32_matmul_precision() != "highest"
-                else "ieee"
-            ),
+            **dot_options(q),
             # Large tiles: spread the L x L and L x block accumulators over more threads.
             num_warps=8 if L * max(BK, BV) >= 64 * 64 else 4,
         )

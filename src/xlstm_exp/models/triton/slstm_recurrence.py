@@ -23,7 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from xlstm_exp.models.slstm import SLSTMState
-from xlstm_exp.models.triton.common import dot, logsigmoid
+from xlstm_exp.models.triton.common import dot, dot_options, logsigmoid
 
 BLOCK_B = 16  # batch rows per program: tl.dot's minimum, which keeps the most programs
 
@@ -201,13 +201,7 @@ class _SLSTMRecurrence(torch.autograd.Function):
             DH=DH,
             DHP=DHP,
             BLOCK_B=BLOCK_B,
-            # Triton 3.9's interpreter (CPU tensors) multiplies bfloat16 operands as raw integers.
-            BF16=i.dtype == torch.bfloat16 and i.is_cuda,
-            PRECISION=(
-                "tf32"
-                if i.is_cuda and torch.get_float32_matmul_precision() != "highest"
-                else "ieee"
-            ),
+            **dot_options(i),
             num_warps=4 if DHP <= 32 else 8,
         )
         grid = (NH, triton.cdiv(B, BLOCK_B))
