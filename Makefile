@@ -32,7 +32,7 @@ $(PEERS): bench/requirements-peers.txt
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(PEERS) -r bench/requirements-peers.txt
 	touch $(PEERS)
 
-bench: $(PEERS) ## Training throughput vs the official xLSTM, PyxLSTM and plain PyTorch (~15 min)
+bench: $(PEERS) ## Training throughput vs the official xLSTM, PyxLSTM and plain PyTorch (~17 min)
 	$(PY) bench/throughput.py --out bench/results $(ARGS)
 
 lint: ## Check style with ruff
