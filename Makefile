@@ -9,10 +9,11 @@ ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## Create .venv and install the project with its dev extras (CPU torch)
+install: ## Create .venv, install the project with its dev extras (CPU torch) and, in .official/, the official xLSTM the tests compare with
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps --upgrade --target .official -r tests/requirements-official.txt
 
 test: ## Run the whole test suite
 	$(PY) -m pytest

@@ -6,6 +6,11 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    from xlstm_exp.cli import require
+
+    require(
+        cfg, "ckpt_path", "python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"
+    )
     from xlstm_exp.evaluate import evaluate
 
     evaluate(cfg)

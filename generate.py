@@ -6,6 +6,13 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
+    from xlstm_exp.cli import require
+
+    for key, example in [
+        ("ckpt_path", "ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt"),
+        ("prompt", 'prompt="The history of"'),
+    ]:
+        require(cfg, key, f"python generate.py {example}")
     from xlstm_exp.generate import generate
 
     generate(cfg)

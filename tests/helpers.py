@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,6 +29,23 @@ TINY = [
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",
     "logger=none",
+]
+
+
+# The config groups of conf/train.yaml a user picks options from.
+GROUPS = [
+    "model",
+    "block",
+    "data",
+    "tokenizer",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
+    "hparams_search",
 ]
 
 
@@ -59,6 +77,20 @@ class SignalAtStep(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class SpoilWeightsAfterStep(Callback):
+    """Adds large noise to every weight after the given training step, so that the validations
+    after it are worse than the ones before (a run that gets worse while training)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for p in pl_module.parameters():
+                    p.add_(torch.randn_like(p))
 
 
 def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ import torch
 from helpers import TINY, compose_train, run_script
 from wikitext_mirror import tiny_mirror
 
+from xlstm_exp import lm
 from xlstm_exp.run import train
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,20 @@ def train_losses(run_dir) -> dict[int, float]:
     return {int(r["step"]): float(r["train/loss"]) for r in rows}
 
 
-def test_preempted_run_resumes_exactly(tmp_path):
+class StepClock:
+    """A clock for the training loop's step timer that advances 10 ms per reading, so that
+    throughput is a count of timer readings, the same on any machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.01
+        return self.now
+
+
+def test_preempted_run_resumes_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(lm, "perf_counter", StepClock())
     straight = train(compose_train(RESUMABLE, tmp_path / "straight"))
     preempt = ["+callbacks.signal._target_=helpers.SignalAtStep", "+callbacks.signal.step=4"]
     stopped = train(compose_train([*RESUMABLE, *preempt], tmp_path / "stopped"))
@@ -46,6 +60,16 @@ def test_preempted_run_resumes_exactly(tmp_path):
         assert loss == pytest.approx(expected[step], abs=1e-6), f"step {step}"
     assert resumed["val/loss"] == pytest.approx(straight["val/loss"], abs=1e-6)
     assert resumed["global_step"] == straight["global_step"] == 10
+    # Throughput counts the seconds before the pre-emption too: the same speed, not the tokens
+    # of both halves over the seconds of the second (which would be 10/6 of it).
+    speed = straight["train/tokens_per_s"]
+    assert resumed["train/tokens"] == straight["train/tokens"]
+    assert resumed["train/tokens_per_s"] == pytest.approx(speed, rel=0.2)
+    # Resuming a finished run trains nothing and keeps its throughput.
+    last = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    finished = train(compose_train([*RESUMABLE, f"ckpt_path={last}"], tmp_path / "finished"))
+    assert finished["global_step"] == 10
+    assert finished["train/tokens_per_s"] == pytest.approx(resumed["train/tokens_per_s"])
 
 
 def test_bad_checkpoints_fail_with_a_message_naming_the_file(tmp_path):
@@ -64,10 +88,12 @@ def test_bad_checkpoints_fail_with_a_message_naming_the_file(tmp_path):
 
 
 def test_eval_py_scores_a_checkpoint_from_its_own_config(tmp_path):
+    # train.py reports the best checkpoint's numbers (here the final weights, whose last
+    # validation it reuses); eval.py scores that checkpoint afresh.
     trained = train(compose_train([*TINY, "model=slstm", "block=post"], tmp_path / "run"))
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    best = tmp_path / "run" / "checkpoints" / f"best-step{trained['best_step']}.ckpt"
     out = tmp_path / "eval"
-    result = run_script("eval.py", f"ckpt_path={last}", f"hydra.run.dir={out}")
+    result = run_script("eval.py", f"ckpt_path={best}", f"hydra.run.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["model"], metrics["block"]) == ("slstm", "post")

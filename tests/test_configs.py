@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import CONF, TINY, compose_train, options
+from helpers import CONF, GROUPS, TINY, compose_train, options
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -10,32 +10,21 @@ from wikitext_mirror import tiny_mirror
 
 from xlstm_exp.run import build_model, instantiate_all
 
-OTHER_GROUPS = [
-    "data",
-    "tokenizer",
-    "trainer",
-    "logger",
-    "callbacks",
-    "paths",
-    "hydra",
-    "experiment",
-    "debug",
-    "hparams_search",
-]
+OTHER_GROUPS = [g for g in GROUPS if g not in ("model", "block")]
 
 
 def test_every_group_has_options():
     for group in ["model", "block", *OTHER_GROUPS]:
         assert options(group), f"conf/{group}/ is empty"
     assert {"lstm", "transformer", "slstm", "mlstm", "xlstm"} <= set(options("model"))
-    assert set(options("block")) == {"pre", "post"}
+    assert set(options("block")) == {"auto", "pre", "post"}
 
 
 @pytest.mark.parametrize("model", options("model"))
 @pytest.mark.parametrize("block", options("block"))
 def test_model_and_block_build_and_run(model, block, tmp_path):
     cfg = compose_train([f"model={model}", f"block={block}", *TINY], tmp_path)
-    net = build_model(cfg, vocab_size=50)
+    net, _ = build_model(cfg, vocab_size=50)
     logits = net(torch.randint(0, 50, (2, 9)))
     assert logits.shape == (2, 9, 50) and torch.isfinite(logits).all()
     assert HydraConfig.get().runtime.choices.model == model

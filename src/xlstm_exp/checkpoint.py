@@ -1,8 +1,10 @@
 """Reading checkpoints without unpickling arbitrary objects, with errors that name the file."""
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 # Where a checkpoint keeps the resolved run config, so eval.py can rebuild the model from the
 # checkpoint alone.
@@ -24,7 +26,45 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
+        # The first line says what failed; PyTorch's advice that follows (to unpickle with
+        # weights_only=False) is not advice to take for a file of unknown origin.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"checkpoint {path} cannot be read (truncated, corrupt or not a checkpoint of this "
-            f"framework): {error}"
+            f"framework): {reason}"
         ) from error
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_model(checkpoint: dict, model: nn.Module, requested: Mapping, path) -> None:
+    """Stop before loading weights into a model of another shape, naming the config keys
+    (model, block, data, tokenizer) where the requested run differs from the checkpoint's."""
+    stored = {
+        name.removeprefix("model."): tuple(tensor.shape)
+        for name, tensor in checkpoint.get("state_dict", {}).items()
+        if name.startswith("model.")
+    }
+    if stored == {name: tuple(t.shape) for name, t in model.state_dict().items()}:
+        return
+    trained = flatten(checkpoint.get(CONFIG_KEY) or {})
+    asked = flatten(requested)
+    sections = ("model.", "block.", "data.", "tokenizer.")
+    differing = [
+        f"{key}={asked.get(key)} (checkpoint: {trained.get(key)})"
+        for key in sorted(set(asked) | set(trained))
+        if key.startswith(sections) and asked.get(key) != trained.get(key)
+    ]
+    detail = "; ".join(differing) or "its parameters differ in name or shape"
+    raise ValueError(
+        f"checkpoint {path} holds another model than the one requested: {detail}. The "
+        "checkpoint carries its own model: drop the overrides of these keys"
+    )

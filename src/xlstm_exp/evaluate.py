@@ -8,7 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from xlstm_exp.checkpoint import CONFIG_KEY, load_checkpoint
+from xlstm_exp.checkpoint import CONFIG_KEY, check_same_model, load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.run import build_model, parameter_counts, summary
 from xlstm_exp.stream_eval import is_recurrent, sliding_window_nll, stateful_nll
@@ -49,7 +49,9 @@ def evaluate(cfg: DictConfig) -> dict:
     trained = OmegaConf.create(checkpoint[CONFIG_KEY])
     data_cfg = cfg.data if cfg.get("data") is not None else trained.data
     datamodule = instantiate(data_cfg)
-    model = build_model(trained, datamodule.vocab_size)
+    model, _ = build_model(trained, datamodule.vocab_size)
+    requested = {"data": OmegaConf.to_container(data_cfg, resolve=True)}
+    check_same_model(checkpoint, model, requested, cfg.ckpt_path)
     module = LanguageModelingModule(model)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[instantiate(cfg.progress_bar)])

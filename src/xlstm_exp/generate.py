@@ -10,7 +10,7 @@ from tokenizers import Tokenizer
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY, load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.run import build_model
-from xlstm_exp.sampling import generate_tokens
+from xlstm_exp.sampling import check_sampling, generate_tokens
 
 
 def text_codec(checkpoint: dict, trained: DictConfig):
@@ -25,10 +25,11 @@ def text_codec(checkpoint: dict, trained: DictConfig):
 
 def generate(cfg: DictConfig) -> str:
     """Print the prompt's continuation as it is sampled; returns the generated text."""
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     trained = OmegaConf.create(checkpoint[CONFIG_KEY])
     vocab_size = checkpoint["state_dict"]["model.embedding.weight"].shape[0]
-    module = LanguageModelingModule(build_model(trained, vocab_size))
+    module = LanguageModelingModule(build_model(trained, vocab_size)[0])
     module.load_state_dict(checkpoint["state_dict"])
     encode, decode = text_codec(checkpoint, trained)
     prompt = encode(cfg.prompt)

@@ -2,8 +2,8 @@
 
 import math
 import random
-import time
 from functools import partial
+from time import perf_counter
 
 import lightning as L
 import torch
@@ -12,9 +12,29 @@ from torch import nn
 from torchmetrics import SumMetric
 
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY
+from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.schedule import warmup_cosine
 
 IGNORE_INDEX = -100
+
+
+def weight_decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, undecayed) parameters: weight matrices only are decayed. Norms, biases, gate
+    biases and embeddings keep their values (the paper's recipe excludes the token embedding
+    explicitly), and so do the matrices a mixer declares undecayed (the official groups leave
+    out sLSTM's recurrent kernel)."""
+    kept = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    for mixer in model.modules():
+        if isinstance(mixer, Mixer):
+            kept.update(id(p) for p in mixer.no_weight_decay())
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and id(param) not in kept
+        is_matrix = is_matrix and not name.endswith("bias")  # sLSTM keeps (NH, 4, DH) biases
+        (decay if is_matrix else no_decay).append(param)
+    return decay, no_decay
 
 
 class LanguageModelingModule(L.LightningModule):
@@ -53,7 +73,10 @@ class LanguageModelingModule(L.LightningModule):
         # [training tokens seen, validation perplexity] at each validation: the learning curve
         # that sweep reports plot (lists, as metrics.json stores them).
         self.val_history: list[list] = []
+        # The training step whose weights the latest validation during fit scored.
+        self.validated_step: int | None = None
         self._batch_start = 0.0
+        self._in_step = False
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -70,7 +93,8 @@ class LanguageModelingModule(L.LightningModule):
         return nll, int((targets != IGNORE_INDEX).sum())
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        self._batch_start = time.perf_counter()
+        self._batch_start = perf_counter()
+        self._in_step = True
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         nll, count = self._summed_nll(batch)
@@ -99,11 +123,16 @@ class LanguageModelingModule(L.LightningModule):
             checkpoint[TOKENIZER_KEY] = tokenizer.to_str()
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         checkpoint["train_tokens"] = self.train_tokens
+        # With the tokens, so that a resumed run's throughput counts the time before it too; a
+        # checkpoint written within a step (a callback at its end) counts that step's time.
+        in_step = perf_counter() - self._batch_start if self._in_step else 0.0
+        checkpoint["train_seconds"] = self.train_seconds + in_step
         checkpoint["val_history"] = self.val_history
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng")
         self.train_tokens = checkpoint.get("train_tokens", 0)
+        self.train_seconds = checkpoint.get("train_seconds", 0.0)
         self.val_history = [list(point) for point in checkpoint.get("val_history", [])]
 
     def on_train_start(self) -> None:
@@ -115,8 +144,9 @@ class LanguageModelingModule(L.LightningModule):
             self._rng_to_restore = None
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        seconds = time.perf_counter() - self._batch_start
+        seconds = perf_counter() - self._batch_start
         self.train_seconds += seconds
+        self._in_step = False
         tokens = batch[1].numel()
         self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True)
 
@@ -137,6 +167,7 @@ class LanguageModelingModule(L.LightningModule):
         if split == "val" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
             seen = self.train_tokens * self.trainer.world_size
             self.val_history.append([seen, float(loss.exp())])
+            self.validated_step = self.global_step
         # Per-word and per-byte numbers compare across tokenizers; they need the data's word
         # and byte counts, which hold only when the whole split was scored.
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -158,16 +189,7 @@ class LanguageModelingModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        # Decay weight matrices only: norms, biases, gate biases and embeddings keep their
-        # values (the paper's recipe excludes the token embedding explicitly).
-        decay, no_decay = [], []
-        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            is_matrix = param.ndim >= 2 and id(param) not in embeddings
-            is_matrix = is_matrix and not name.endswith("bias")  # sLSTM keeps (4, NH, DH) biases
-            (decay if is_matrix else no_decay).append(param)
+        decay, no_decay = weight_decay_groups(self.model)
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": self.weight_decay},

@@ -29,7 +29,10 @@ class PlainProgress(ProgressBar):
             for k, v in metrics.items()
             if k != "v_num"
         )
-        print(f"{prefix} step {trainer.global_step}/{trainer.max_steps}  {shown}", flush=True)
+        # Outside training (eval.py, the final scoring) there is no step to count.
+        fitting = trainer.state.fn == "fit"
+        step = f" step {trainer.global_step}/{trainer.max_steps}" if fitting else ""
+        print(f"{prefix}{step}  {shown}", flush=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0:

@@ -1,7 +1,9 @@
-"""Results of a multirun: `python -m xlstm_exp.report <sweep_dir>` -> results.md/.csv/.png.
+"""Results of a multirun: `python -m xlstm_exp.report <sweep_dir>` -> results.md/.csv/.png and
+summary.csv.
 
-Reads what each job wrote (`metrics.json`, or `error.txt` for a job that failed), so the table
-can be rebuilt at any time and a failed job shows as a FAILED row beside the others.
+Reads what each job wrote (`metrics.json`, or `error.txt` for a job that failed), so the tables
+can be rebuilt at any time and a failed job shows as a FAILED row beside the others. The summary
+(`sweep_summary`) groups the jobs over seeds and learning rates.
 """
 
 import argparse
@@ -14,10 +16,21 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from xlstm_exp.sweep_summary import (
+    SHOWN,
+    csv_columns,
+    curve_band,
+    job_seed_lr,
+    significance_note,
+    summarize,
+)
+
 COLUMNS = [
     ("job", "job"),
     ("model", "model"),
     ("block", "block"),
+    ("seed", "seed"),
+    ("lr", "lr"),
     ("params", "params"),
     ("params_non_embedding", "non-emb params"),
     ("val/ppl", "val ppl"),
@@ -44,22 +57,31 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda job: job_number(job, sweep_dir))
 
 
+def read_yaml(path: Path):
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
 def collect(sweep_dir: Path) -> list[dict]:
+    """One row per job: its metrics (or FAILED status), `overrides` (as typed), `seed`, `lr`."""
     rows = []
     for job in job_dirs(sweep_dir):
         metrics_file, error_file = job / "metrics.json", job / "error.txt"
+        overrides = [str(o) for o in read_yaml(job / ".hydra" / "overrides.yaml") or []]
         if metrics_file.is_file():
             row = {**json.loads(metrics_file.read_text()), "status": "ok"}
         else:
             error = error_file.read_text().strip() if error_file.is_file() else "no metrics.json"
-            overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
             choices = dict(o.split("=", 1) for o in overrides if "=" in o)
             row = {
                 "model": choices.get("model", "?"),
                 "block": choices.get("block", "?"),
                 "status": f"FAILED: {error.splitlines()[-1] if error else '?'}",
             }
-        rows.append({"job": job_number(job, sweep_dir), **row})
+        config = read_yaml(job / "config.yaml")
+        row["seed"], row["lr"] = job_seed_lr(
+            row, config if isinstance(config, dict) else None, overrides
+        )
+        rows.append({"job": job_number(job, sweep_dir), **row, "overrides": overrides})
     return rows
 
 
@@ -73,70 +95,127 @@ def cell(value) -> str:
     return str(value).replace("|", "/")
 
 
-def write_tables(rows: list[dict], sweep_dir: Path) -> None:
-    present = [(key, title) for key, title in COLUMNS if any(key in row for row in rows)]
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
+def markdown_table(titles: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(titles) + " |",
+        "|" + "---|" * len(titles),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def write_csv(path: Path, keys: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([key for key, _ in present])
-        writer.writerows([[row.get(key, "") for key, _ in present] for row in rows])
+        writer.writerow(keys)
+        writer.writerows(
+            [["" if row.get(key) is None else row[key] for key in keys] for row in rows]
+        )
+
+
+def summary_cells(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Titles and cells of the summary table: mean ± std over seeds (std blank below two)."""
+    shown = [(m, title) for m, title in SHOWN if any(f"{m}_mean" in e for e in summary)]
+    titles = ["configuration", "best lr", "lrs tried", "n"] + [t for _, t in shown]
+    titles += ["p", "significant"]
+    cells = []
+    for entry in summary:
+        n = f"{entry['n']} ({entry['failed']} failed)" if entry["failed"] else str(entry["n"])
+        row = [cell(entry["config"]), cell(entry["lr"]), str(entry["lrs_tried"]), n]
+        for metric, _ in shown:
+            mean, std = entry.get(f"{metric}_mean"), entry.get(f"{metric}_std")
+            row.append(cell(mean) + (f" ± {cell(std)}" if std is not None else ""))
+        p = entry["p_value"]
+        cells.append(row + ["" if p is None else f"{p:.3g}", entry["significant"]])
+    return titles, cells
+
+
+def write_tables(rows: list[dict], summary: list[dict], sweep_dir: Path) -> None:
+    present = [(key, title) for key, title in COLUMNS if any(key in row for row in rows)]
+    write_csv(sweep_dir / "results.csv", [key for key, _ in present], rows)
+    write_csv(sweep_dir / "summary.csv", csv_columns(summary), summary)
+    jobs = [[cell(row.get(key)) for key, _ in present] for row in rows]
     lines = [
-        "| " + " | ".join(title for _, title in present) + " |",
-        "|" + "---|" * len(present),
-        *("| " + " | ".join(cell(row.get(key)) for key, _ in present) + " |" for row in rows),
+        "## Summary over seeds and learning rates",
+        "",
+        "Each configuration at its best learning rate (lowest mean validation loss over its "
+        "seeds); mean ± std over seeds, n finished seeds at that rate.",
+        f"{significance_note(summary)}.",
+        "",
+        *markdown_table(*summary_cells(summary)),
+        "",
+        "## Jobs",
+        "",
+        *markdown_table([title for _, title in present], jobs),
     ]
     (sweep_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def plot(rows: list[dict], sweep_dir: Path) -> None:
+def plot(summary: list[dict], sweep_dir: Path) -> None:
+    """Left: each configuration's validation curve at its best lr, mean over seeds with a
+    min-max band. Right: test perplexity (val where untested), mean with std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(11, 4))
-    done = [row for row in rows if row["status"] == "ok"]
-    for row in done:
-        history = row.get("val/history", [])
-        if history:
-            curves.plot(
-                [h[0] for h in history],
-                [h[1] for h in history],
-                "o-",
-                label=f"{row['model']}/{row['block']}",
-            )
+    drawn = False
+    for entry in summary:
+        tokens, mean, low, high = curve_band([run.get("val/history") for run in entry["runs"]])
+        if tokens:
+            (line,) = curves.plot(tokens, mean, "o-", label=f"{entry['config']} (n={entry['n']})")
+            curves.fill_between(tokens, low, high, color=line.get_color(), alpha=0.2)
+            drawn = True
     curves.set(xlabel="training tokens seen", ylabel="validation perplexity", yscale="log")
-    if done:
+    curves.xaxis.set_major_formatter(EngFormatter())  # 400k, 1M: raw counts overlap
+    if drawn:
         curves.legend(fontsize=8)
-    labels = [f"{row['model']}/{row['block']}" for row in done]
-    values = [row.get("test/ppl", math.nan) for row in done]
-    bars.barh(labels, values)
-    bars.set(xlabel="test perplexity")
+    split = "test" if any("test/ppl_mean" in entry for entry in summary) else "val"
+    done = [entry for entry in summary if entry["n"]]
+    bars.barh(
+        [entry["config"] for entry in done],
+        [entry.get(f"{split}/ppl_mean", math.nan) for entry in done],
+        xerr=[entry.get(f"{split}/ppl_std") or 0.0 for entry in done],
+        capsize=3,
+    )
+    bars.invert_yaxis()  # best on top, as in the table
+    bars.set(xlabel=f"{split} perplexity (mean ± std over seeds)")
     fig.tight_layout()
     fig.savefig(sweep_dir / "results.png", dpi=120)
     plt.close(fig)
 
 
 def write_report(sweep_dir: Path) -> list[dict]:
-    """Write results.md, results.csv and results.png into `sweep_dir`; returns the rows."""
+    """Write results.md, results.csv, summary.csv and results.png into `sweep_dir`; returns the
+    per-job rows."""
     sweep_dir = Path(sweep_dir)
     rows = collect(sweep_dir)
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job folders of a Hydra multirun")
-    write_tables(rows, sweep_dir)
-    plot(rows, sweep_dir)
+    summary = summarize(rows)
+    write_tables(rows, summary, sweep_dir)
+    plot(summary, sweep_dir)
     return rows
 
 
 def log_to_wandb(rows: list[dict], sweep_dir: Path, project: str) -> None:
-    """The results table and plot as one more W&B run in the sweep's group."""
+    """The results and summary tables and the plot as one more W&B run in the sweep's group."""
     import wandb
 
     keys = [key for key, _ in COLUMNS if any(key in row for row in rows)]
     table = wandb.Table(columns=keys, data=[[cell(row.get(key)) for key in keys] for row in rows])
+    titles, cells = summary_cells(summarize(rows))
     run = wandb.init(
         project=project, group=sweep_dir.name, job_type="report", name="results", dir=str(sweep_dir)
     )
-    run.log({"results": table, "results_plot": wandb.Image(str(sweep_dir / "results.png"))})
+    run.log(
+        {
+            "results": table,
+            "summary": wandb.Table(columns=titles, data=cells),
+            "results_plot": wandb.Image(str(sweep_dir / "results.png")),
+        }
+    )
     run.finish()
 
 
@@ -159,6 +238,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Tabulate and plot the jobs of a multirun.")
     parser.add_argument("sweep_dir", type=Path)
     args = parser.parse_args()
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a folder; give the folder of a multirun")
+    if not job_dirs(args.sweep_dir):
+        parser.error(f"{args.sweep_dir} holds no job folders of a Hydra multirun")
     write_report(args.sweep_dir)
     print((args.sweep_dir / "results.md").read_text())
 

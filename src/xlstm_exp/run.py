@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import sys
 import time
 import traceback
@@ -13,55 +12,46 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from xlstm_exp.allocator import keep_freed_memory
-from xlstm_exp.checkpoint import load_checkpoint
+from xlstm_exp.checkpoint import check_same_model, load_checkpoint
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.models import LanguageModel
-from xlstm_exp.models.language_model import width_multiple
-from xlstm_exp.models.sizing import parse_count, solve_width
+from xlstm_exp.models.factory import build_language_model
+from xlstm_exp.models.sizing import SolvedSize
+from xlstm_exp.multirun_guard import MultirunRelaunchError, refuse_relaunch_in_multirun
 from xlstm_exp.preemption import PreemptionCheckpoint
+from xlstm_exp.wandb_setup import build_loggers, configure_wandb_mode
 
 
-def configure_wandb_mode() -> None:
-    """W&B runs offline unless the user has credentials (an API key or `wandb login`) or chose a
-    mode, so a machine without an account never prompts for a login."""
-    netrc = Path.home() / ".netrc"
-    logged_in = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-    if not logged_in and "WANDB_API_KEY" not in os.environ and "WANDB_MODE" not in os.environ:
-        os.environ["WANDB_MODE"] = "offline"
-
-
-def build_model(cfg: DictConfig, vocab_size: int) -> nn.Module:
-    """A LanguageModel from the `model` and `block` groups, its width solved for
-    `model.target_params` when that is set; a `model` config with a `_target_` builds that
-    module instead (e.g. `xlstm_exp.xLSTM`), ignoring `block`."""
+def build_model(cfg: DictConfig, vocab_size: int) -> tuple[nn.Module, SolvedSize | None]:
+    """The model of the `model` and `block` groups, and its solved size when
+    `model.target_params` asked for one; a `model` config with a `_target_` builds that module
+    instead (e.g. `xlstm_exp.xLSTM`), which builds its own blocks."""
     options = OmegaConf.to_container(cfg.model, resolve=True)
     options["vocab_size"] = options.get("vocab_size") or vocab_size
-    target = options.pop("target_params", None)
-    if "_target_" in options:
-        return instantiate(options)
     block = OmegaConf.to_container(cfg.block, resolve=True)
-    if target is not None:
-        # Fair comparisons: the width that lands the total parameter count on the target.
-        def make(width: int) -> LanguageModel:
-            return LanguageModel(block=block, **{**options, "d_model": width})
-
-        layout = {
-            k: options[k]
-            for k in ("num_layers", "num_heads", "slstm_at", "slstm_block")
-            if k in options
-        }
-        multiple = width_multiple(mixer=options["mixer"], block=block, **layout)
-        options["d_model"], count = solve_width(parse_count(target), make, multiple)
-        print(f"target_params {target}: d_model {options['d_model']} gives {count:,} parameters")
-    return LanguageModel(block=block, **options)
+    if "_target_" in options:
+        if block.get("kind") != "auto":
+            raise ValueError(
+                f"block={block.get('kind')} does not apply to model._target_="
+                f"{options['_target_']}, which builds its own blocks; leave block at auto"
+            )
+        options.pop("target_params", None)
+        return instantiate(options), None
+    model, size = build_language_model(block=block, **options)
+    if size is not None:
+        up = f", up-projection width {size.up_width}" if size.up_width else ""
+        print(
+            f"target_params {options['target_params']}: d_model {size.width}{up} gives "
+            f"{size.params:,} parameters"
+        )
+    return model, size
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -78,26 +68,6 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
-def wandb_options(choices, output_dir: Path) -> dict:
-    """Name and tag a W&B run after its model/block/data, and put all jobs of one multirun into
-    one group (named after the sweep folder they share) so that a sweep reads as one dashboard."""
-    picked = [choices[group] for group in ("model", "block", "data")]
-    options = {"name": "-".join(picked), "tags": picked}
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        options["group"] = output_dir.parent.name
-    return options
-
-
-def build_loggers(cfg: DictConfig, choices, output_dir: Path) -> list:
-    loggers = []
-    for entry in (cfg.get("logger") or {}).values():
-        is_wandb = entry.get("_target_", "").endswith("WandbLogger")
-        loggers.append(
-            instantiate(entry, **(wandb_options(choices, output_dir) if is_wandb else {}))
-        )
-    return loggers
-
-
 def max_steps_for_tokens(cfg: DictConfig, num_processes: int) -> int | None:
     """Optimizer steps that consume `max_tokens` training tokens (None when no token budget) when
     `num_processes` processes each train on `data.batch_size` windows a batch."""
@@ -112,32 +82,34 @@ def max_steps_for_tokens(cfg: DictConfig, num_processes: int) -> int | None:
     return math.ceil(cfg.max_tokens / tokens_per_step)
 
 
-class MultirunRelaunchError(RuntimeError):
-    """A multirun whose jobs cannot start: it stops the sweep instead of failing job by job."""
+def keep_early_stopping(cfg: DictConfig) -> bool:
+    """`stop_early` true/false forces it; null (the default) stops early unless `max_tokens`
+    fixes the budget, so every model of a fixed-budget comparison trains for the same tokens."""
+    choice = cfg.get("stop_early")
+    return cfg.get("max_tokens") is None if choice is None else bool(choice)
 
 
-def refuse_relaunch_in_multirun(trainer: L.Trainer) -> None:
-    """Stop a multirun job whose strategy (`ddp`, `fsdp`) would start its other processes the way
-    Lightning does under Hydra: by running this script's command line again. In a multirun that
-    command is the whole sweep (`-m ...`), so each of them would start every job of the sweep
-    (Lightning #11617). Processes started by a cluster (SLURM tasks) are not relaunched."""
-    launcher = trainer.strategy.launcher
-    relaunches = (
-        isinstance(launcher, _SubprocessScriptLauncher)
-        and launcher.num_processes > 1
-        and not launcher.cluster_environment.creates_processes_externally
-    )
-    if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
-        devices = launcher.num_processes
-        raise MultirunRelaunchError(
-            f"a multirun (-m) cannot start {type(trainer.strategy).__name__} on {devices} devices "
-            "itself: Lightning would start the other processes by running the command line "
-            "again, which would run the whole sweep again in each of them. Either run each job "
-            "as a single run (without -m), or sweep with a launcher that starts one process per "
-            "device, e.g. on SLURM: -m hydra/launcher=submitit_slurm "
-            f"hydra.launcher.tasks_per_node={devices} hydra.launcher.gpus_per_node={devices}. "
-            "Sweeps of single-device jobs (trainer.devices=1) run as usual. See README, Training."
+def evaluate_best(trainer: L.Trainer, module, datamodule, test: bool) -> tuple[dict, int]:
+    """Validation (and test) metrics of the weights with the lowest `val/loss`: the best
+    checkpoint when one was written, else the final weights; and the step they come from.
+    Weights that the last validation of training already scored are not validated again."""
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+    best = best if best and getattr(checkpoint, "monitor", None) == "val/loss" else None
+    step = load_checkpoint(best)["global_step"] if best else trainer.global_step
+    results = {}
+    evaluations = [trainer.validate, trainer.test] if test else [trainer.validate]
+    if module.validated_step == step == trainer.global_step:
+        best = None  # the final weights are the best ones, and they were just validated
+        results = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        evaluations.remove(trainer.validate)
+    for evaluate in evaluations:
+        # An empty list where trainer.limit_val_batches / limit_test_batches is 0.
+        evaluated = evaluate(
+            module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True
         )
+        results.update(evaluated[0] if evaluated else {})
+    return {k: float(v) for k, v in results.items()}, step
 
 
 def train(cfg: DictConfig) -> dict:
@@ -155,17 +127,24 @@ def train(cfg: DictConfig) -> dict:
     resume_from = cfg.get("ckpt_path")
     if resume_from:
         resume_from = str(Path(resume_from).expanduser().resolve())
-        load_checkpoint(resume_from)  # a clear error now, rather than deep inside Lightning
+        resumed = load_checkpoint(resume_from)  # a clear error now, not deep inside Lightning
 
     datamodule = instantiate(cfg.data)
-    model = build_model(cfg, datamodule.vocab_size)
-    picked = {group: choices[group] for group in ("model", "block", "data")}
+    model, size = build_model(cfg, datamodule.vocab_size)
+    if resume_from:
+        requested = OmegaConf.to_container(cfg, resolve=True)
+        check_same_model(resumed, model, requested, resume_from)
+        del resumed
+    block = model.block_label if isinstance(model, LanguageModel) else "own"
+    picked = {"model": choices["model"], "block": block, "data": choices["data"]}
     run_config = {**OmegaConf.to_container(cfg, resolve=True), "choices": picked}
     module = LanguageModelingModule(model, run_config=run_config, **cfg.optimizer)
-    loggers = build_loggers(cfg, choices, output_dir)
+    loggers = build_loggers(cfg, list(picked.values()), output_dir)
     callbacks = instantiate_all(cfg.get("callbacks"))
     if not loggers:  # Lightning refuses a learning-rate monitor with nowhere to log
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if not keep_early_stopping(cfg):
+        callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     refuse_relaunch_in_multirun(trainer)
     # The number of processes is known once the trainer has resolved `devices` (e.g. "auto").
@@ -186,26 +165,26 @@ def train(cfg: DictConfig) -> dict:
         if preempted:
             print(f"stopped early; resume with ckpt_path={preempted[0]}")
             return {"preempted_checkpoint": str(preempted[0])}
-        # An empty list where trainer.limit_val_batches / limit_test_batches is 0.
-        results = {}
-        for evaluated in (
-            trainer.validate(module, datamodule=datamodule, verbose=False),
-            trainer.test(module, datamodule=datamodule, verbose=False) if cfg.get("test") else [],
-        ):
-            results.update(evaluated[0] if evaluated else {})
+        # Read before evaluating: loading the best checkpoint restores its own counts.
+        tokens, seconds, history = module.train_tokens, module.train_seconds, module.val_history
         # Under DDP each process counted the tokens of its own batches.
-        tokens = torch.tensor(module.train_tokens)
-        train_tokens = int(trainer.strategy.reduce(tokens, reduce_op="sum"))
+        train_tokens = int(trainer.strategy.reduce(torch.tensor(tokens), reduce_op="sum"))
+        results, best_step = evaluate_best(trainer, module, datamodule, bool(cfg.get("test")))
         metrics = {
             **picked,
+            "seed": cfg.get("seed"),
+            "lr": cfg.optimizer.lr,
             **parameter_counts(model),
-            **{k: float(v) for k, v in results.items()},
+            "target_params": cfg.model.get("target_params"),
             "d_model": getattr(model, "d_model", None),
+            "up_width": size.up_width if size else None,
+            **results,
+            "best_step": best_step,
             "train/tokens": train_tokens,
-            "train/tokens_per_s": train_tokens / max(module.train_seconds, 1e-9),
+            "train/tokens_per_s": train_tokens / max(seconds, 1e-9),
             "global_step": trainer.global_step,
             "wall_time_s": time.time() - started,
-            "val/history": module.val_history,
+            "val/history": history,
         }
         for split in ("val", "test"):
             if f"{split}/loss" in metrics and hasattr(datamodule, "floor_ppl"):

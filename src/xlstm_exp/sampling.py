@@ -6,6 +6,21 @@ import torch
 from torch import nn
 
 
+def check_sampling(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
+) -> None:
+    """Refuse settings that would sample from no distribution or from a wrong one."""
+    rules = [
+        ("max_new_tokens", max_new_tokens, max_new_tokens >= 0, ">= 0"),
+        ("temperature", temperature, temperature >= 0, ">= 0 (0: greedy)"),
+        ("top_k", top_k, top_k is None or top_k >= 0, ">= 0 or null (0 or null: no limit)"),
+        ("top_p", top_p, top_p is None or 0 < top_p <= 1, "in (0, 1] or null"),
+    ]
+    for key, value, holds, rule in rules:
+        if not holds:
+            raise ValueError(f"{key}={value} is invalid: {key} must be {rule}")
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -19,7 +34,7 @@ def sample_next(
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits.float() / temperature
-    if top_k is not None:
+    if top_k:
         kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -torch.inf)
     if top_p is not None:
@@ -45,6 +60,7 @@ def generate_tokens(
 
     The prompt is processed in one stateful forward; each new token then costs one `step`, with
     O(1) memory for the recurrent models and a growing KV cache for attention."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
     if prompt_ids.shape[1] == 0:
         raise ValueError("the prompt must hold at least one token")
     model.eval()

@@ -21,9 +21,9 @@ TEXT = "text"  # the column holding one line of the original file per row
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 PROBE_SECONDS = 5.0
 MIRROR_HINT = (
-    "point data.path at a local folder in the Hub's layout (absolute, or relative to the "
-    "directory you launch from) and data.name at one of its configs, e.g. "
-    "data.path=$PWD/../shared/data/wikitext data.name=wikitext-103-v1"
+    "point data.path at a local folder in the Hub's layout, a copy of Salesforce/wikitext "
+    "(absolute, or relative to the directory you launch from), and data.name at one of its "
+    "configs that has the splits you use, e.g. data.path=/data/wikitext data.name=wikitext-2-v1"
 )
 
 

@@ -63,6 +63,11 @@ class WindowsByStart(Dataset[tuple[Tensor, Tensor]]):
     def __init__(self, windows: TokenWindows) -> None:
         self.windows = windows
 
+    def __len__(self) -> int:
+        # Every start position that leaves a target: what a sampler enumerating the dataset in
+        # order (Lightning's overfit_batches) may ask for.
+        return self.windows.num_targets
+
     def __getitem__(self, start: int) -> tuple[Tensor, Tensor]:
         return self.windows.window_at(start)
 

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlstm_exp.models.init import InitScales, small_init_, wang_init_
+from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.registry import register_mixer
 
 
@@ -26,11 +28,12 @@ def rotate(x: torch.Tensor, inv_freq: torch.Tensor, offset: int) -> torch.Tensor
 
 
 @register_mixer("attention")
-class AttentionMixer(nn.Module):
+class AttentionMixer(Mixer):
     """Scaled-dot-product attention (PyTorch's fused kernels). Rotary positions instead of learned
     ones, so the model runs on sequences longer than it was trained on."""
 
     reads_conv_branch = False
+    paper_block = "post"  # the usual pre-norm Transformer block
 
     def __init__(self, width: int, num_heads: int, dropout: float = 0.0, rope_base: float = 1e4):
         super().__init__()
@@ -43,11 +46,18 @@ class AttentionMixer(nn.Module):
         head_dim = width // num_heads
         inv_freq = rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.init_weights(InitScales(d_model=width))
 
     @staticmethod
     def width_multiple(num_heads: int) -> int:
         """Heads of even size (rotary positions rotate pairs of features)."""
         return 2 * num_heads
+
+    def init_weights(self, scales: InitScales) -> None:
+        # The official code's scheme for any projection (GPT-NeoX's): small-init into the
+        # heads, Wang-init back into the residual stream.
+        small_init_(self.qkv_proj.weight, scales)
+        wang_init_(self.out_proj.weight, scales)
 
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state: KVCache | None = None):
         batch, length, width = x_conv.shape

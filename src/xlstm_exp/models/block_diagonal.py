@@ -19,7 +19,9 @@ class BlockDiagonalLinear(nn.Module):
             raise ValueError(f"width {width} is not a multiple of block size {block_size}")
         self.block_size = block_size
         self.weight = nn.Parameter(torch.empty(width // block_size, block_size, maps * block_size))
-        nn.init.normal_(self.weight, std=block_size**-0.5)
+        # The official LinearHeadwiseExpand's own default; the mixers re-initialise it with the
+        # residual width they sit in (models.init.small_init_).
+        nn.init.normal_(self.weight, std=(2 / (5 * block_size)) ** 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blocks = x.unflatten(-1, (-1, self.block_size))

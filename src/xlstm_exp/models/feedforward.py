@@ -4,20 +4,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlstm_exp.models.init import InitScales, small_init_, wang_init_
+
 
 def round_up(value: float, multiple: int) -> int:
     return int(-(-value // multiple) * multiple)
 
 
 class GatedMLP(nn.Module):
-    """`down(gelu(gate) * up)` with a hidden width of `proj_factor * width` rounded up to 8 (fine
-    steps keep parameter-matched model sizes close to their target)."""
+    """`down(gelu(gate) * up)` with `hidden` units (the official GatedFeedForward)."""
 
-    def __init__(self, width: int, proj_factor: float = 4 / 3):
+    def __init__(self, width: int, hidden: int):
         super().__init__()
-        hidden = round_up(proj_factor * width, 8)
         self.up_proj = nn.Linear(width, 2 * hidden, bias=False)
         self.down_proj = nn.Linear(hidden, width, bias=False)
+
+    def init_weights(self, scales: InitScales) -> None:
+        small_init_(self.up_proj.weight, scales)
+        wang_init_(self.down_proj.weight, scales)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.up_proj(x).chunk(2, dim=-1)

@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from xlstm_exp.models.blocks import BlockState, build_block
-from xlstm_exp.models.registry import MIXERS
+from xlstm_exp.models.blocks import BlockState, build_block, resolve_block
+from xlstm_exp.models.init import InitScales, small_init_
+from xlstm_exp.models.registry import MIXERS, mixer_class
 
 
 def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> list[int]:
@@ -31,23 +32,29 @@ def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> li
     return positions
 
 
-def width_multiple(
+def layer_blocks(
     num_layers: int,
-    num_heads: int,
     mixer: str,
     block: str | Mapping,
     slstm_at: Sequence[int] | str | None = None,
     slstm_block: str | Mapping | None = None,
-) -> int:
+) -> list[tuple[str, str | Mapping]]:
+    """(mixer, block spec) of every layer: sLSTM layers of an xLSTM[a:b] mix take `slstm_block`
+    when it is given, every other layer `block`."""
+    sLSTM = set(slstm_positions(num_layers, slstm_at))
+    return [
+        ("slstm", block if slstm_block is None else slstm_block) if i in sLSTM else (mixer, block)
+        for i in range(num_layers)
+    ]
+
+
+def width_multiple(num_heads: int, layers: list[tuple[str, str | Mapping]]) -> int:
     """What `d_model` must be a multiple of: post-up-projection blocks run their mixer at
     `d_model`, which must suit its heads; pre-up-projection blocks round their own inner width."""
-    sLSTM = set(slstm_positions(num_layers, slstm_at))
     multiple = 1
-    for i in range(num_layers):
-        spec = slstm_block if i in sLSTM and slstm_block is not None else block
-        if (spec if isinstance(spec, str) else spec["kind"]) == "post":
-            name = "slstm" if i in sLSTM else mixer
-            multiple = math.lcm(multiple, MIXERS[name].width_multiple(num_heads))
+    for name, spec in layers:
+        if resolve_block(spec, name)[0] == "post":
+            multiple = math.lcm(multiple, mixer_class(name).width_multiple(num_heads))
     return multiple
 
 
@@ -55,8 +62,9 @@ class LanguageModel(nn.Module):
     """A causal language model built from one mixer kind and one block kind per layer.
 
     `mixer` names a registered mixer (`lstm`, `attention`, `slstm`, `mlstm`); `block` is a block
-    kind or a mapping with `kind` and block options. For xLSTM[a:b] mixes, `slstm_at` turns some
-    blocks into sLSTM blocks, built as `slstm_block` (default: the same block as the others).
+    spec (see `blocks.resolve_block`): `auto`, the default, puts every mixer in its paper block,
+    `pre` or `post` forces one kind on every layer. For xLSTM[a:b] mixes, `slstm_at` turns some
+    blocks into sLSTM blocks, built as `slstm_block` (default: as `block` says).
     `mixer_options` maps a mixer name to extra keyword arguments for it. `backend` picks the
     kernels of the mixers that have several (`auto`, `torch`, `triton`; see `models.backend`).
     """
@@ -69,7 +77,7 @@ class LanguageModel(nn.Module):
         num_heads: int = 4,
         dropout: float = 0.0,
         mixer: str = "mlstm",
-        block: str | Mapping = "pre",
+        block: str | Mapping = "auto",
         slstm_at: Sequence[int] | str | None = None,
         slstm_block: str | Mapping | None = None,
         mixer_options: Mapping[str, Mapping] | None = None,
@@ -78,24 +86,21 @@ class LanguageModel(nn.Module):
     ):
         super().__init__()
         self.d_model = d_model
-        sLSTM = set(slstm_positions(num_layers, slstm_at))
+        mixer_class(mixer)  # an unknown name fails here, with the valid ones
+        unknown = sorted(set(mixer_options or {}) - set(MIXERS))
+        if unknown:
+            raise ValueError(f"mixer_options for unknown mixers {unknown}; known: {sorted(MIXERS)}")
         mixer_options = {name: dict((mixer_options or {}).get(name) or {}) for name in MIXERS}
-        for name, mixer_class in MIXERS.items():
-            if getattr(mixer_class, "has_kernel_backends", False):
+        for name, cls in MIXERS.items():
+            if cls.has_kernel_backends:
                 mixer_options[name]["backend"] = backend
-        self.layer_mixers = ["slstm" if i in sLSTM else mixer for i in range(num_layers)]
+        layers = layer_blocks(num_layers, mixer, block, slstm_at, slstm_block)
+        self.layer_mixers = [name for name, _ in layers]
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            build_block(
-                slstm_block if i in sLSTM and slstm_block is not None else block,
-                d_model,
-                name,
-                num_heads,
-                dropout,
-                mixer_options.get(name),
-            )
-            for i, name in enumerate(self.layer_mixers)
+            build_block(spec, d_model, name, num_heads, dropout, mixer_options[name])
+            for name, spec in layers
         )
         self.norm = nn.LayerNorm(d_model, bias=False)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
@@ -103,23 +108,26 @@ class LanguageModel(nn.Module):
         if tie_weights:
             self.head.weight = self.embedding.weight
 
+    @property
+    def block_kinds(self) -> list[str]:
+        """The block kind (`pre`, `post`) of every layer, as built."""
+        return [block.kind for block in self.blocks]
+
+    @property
+    def block_label(self) -> str:
+        """The block kinds the stack uses, e.g. `post`, or `pre+post` for a paper xLSTM[a:b]."""
+        return "+".join(dict.fromkeys(self.block_kinds))
+
     def reset_parameters(self) -> None:
-        """The official xLSTM initialisation: small-init N(0, sqrt(2 / 5d)) for projections and
-        embeddings, Wang-init N(0, 2 / (L sqrt(d))) for projections back into the residual
-        stream (so the stack's output scale does not grow with depth), then each mixer's own
-        gate initialisation. Convolutions and nn.LSTM keep PyTorch's defaults."""
-        small = (2 / (5 * self.d_model)) ** 0.5
-        wang = 2 / (len(self.blocks) * self.d_model**0.5)
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                last = name.rsplit(".", 1)[-1]
-                std = wang if last in ("down_proj", "out_proj") else small
-                nn.init.normal_(module.weight, std=std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
-        for module in self.modules():
-            if hasattr(module, "reset_gate_parameters"):
-                module.reset_gate_parameters()
+        """The official xLSTM initialisation (xlstm 2.0.6 `xLSTMLMModel.reset_parameters`):
+        small-init embedding and head, unit norms, and each block as its official layer does,
+        told its depth (see `models.init`)."""
+        small_init_(self.embedding.weight, InitScales(self.d_model))
+        if self.head.weight is not self.embedding.weight:
+            small_init_(self.head.weight, InitScales(self.d_model))
+        nn.init.ones_(self.norm.weight)
+        for index, block in enumerate(self.blocks):
+            block.init_weights(InitScales(self.d_model, len(self.blocks), index))
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameter count; `non_embedding` leaves out the token embedding and the head."""

@@ -8,6 +8,8 @@ from torch import nn
 from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
 from xlstm_exp.models.backend import check_backend, use_triton
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
+from xlstm_exp.models.init import InitScales, small_init_
+from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.mlstm import (
     mlstm_chunkwise_with_state,
     mlstm_parallel_with_state,
@@ -18,7 +20,7 @@ from xlstm_exp.models.registry import register_mixer
 
 
 @register_mixer("mlstm")
-class MLSTMMixer(nn.Module):
+class MLSTMMixer(Mixer):
     """The mLSTM layer of the paper's pre-up-projection block (Fig. 11).
 
     q and k come from the conv branch, v from the un-convolved input, each through a
@@ -30,6 +32,7 @@ class MLSTMMixer(nn.Module):
     """
 
     reads_conv_branch = True
+    paper_block = "pre"
     has_kernel_backends = True
 
     def __init__(
@@ -58,22 +61,26 @@ class MLSTMMixer(nn.Module):
         self.fgate = nn.Linear(3 * width, num_heads)
         self.norm = MultiHeadNorm(width, num_heads)
         self.skip = nn.Parameter(torch.ones(width))
-        self.reset_gate_parameters()
+        self.init_weights(InitScales(d_model=width))
 
     @staticmethod
     def width_multiple(num_heads: int) -> int:
         """Whole heads, and whole 4-wide blocks of the q/k/v projections."""
         return math.lcm(4, num_heads)
 
-    def reset_gate_parameters(self) -> None:
-        # Paper's reference setup: gates start input-independent; forget biases spread over
-        # [3, 6] so the heads start with long but different memory spans; input biases small.
+    def init_weights(self, scales: InitScales) -> None:
+        # Official mLSTMLayer/mLSTMCell.reset_parameters: q/k/v small-init. Gates start
+        # input-independent; forget biases spread over [3, 6] (bias_linspace_init_) so the heads
+        # start with long but different memory spans; input biases N(0, 0.1).
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            small_init_(proj.weight, scales)
         nn.init.zeros_(self.fgate.weight)
         with torch.no_grad():
             self.fgate.bias.copy_(torch.linspace(3.0, 6.0, self.num_heads))
         nn.init.zeros_(self.igate.weight)
         nn.init.normal_(self.igate.bias, std=0.1)
         nn.init.ones_(self.skip)
+        nn.init.ones_(self.norm.weight)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)

@@ -1,33 +1,28 @@
-"""Name -> mixer class registry.
-
-A mixer is the sequence-mixing layer inside a residual block. Every mixer is constructed as
-`Mixer(width, num_heads, dropout, **options)` and called as `mixer(x, x_conv, state)` ->
-`(y, state)`, where `x` is its input, `x_conv` the same input after the block's causal conv and
-swish (equal to `x` when the block has no conv), and `state` whatever the mixer carries between
-calls (`None` for a fresh sequence). Mixers that read the conv branch set `reads_conv_branch`;
-`Mixer.width_multiple(num_heads)` says which widths the mixer can run at.
-"""
+"""Name -> mixer class registry: the one list of the mixers a model can be built from."""
 
 from collections.abc import Callable
 
-from torch import nn
+from xlstm_exp.models.mixer import Mixer
 
-MIXERS: dict[str, type[nn.Module]] = {}
+MIXERS: dict[str, type[Mixer]] = {}
 
 
-def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    def register(cls: type[nn.Module]) -> type[nn.Module]:
+def register_mixer(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
+    def register(cls: type[Mixer]) -> type[Mixer]:
+        if not issubclass(cls, Mixer):
+            raise TypeError(f"mixer {name!r} must subclass xlstm_exp.models.mixer.Mixer")
         MIXERS[name] = cls
         return cls
 
     return register
 
 
-def build_mixer(
-    name: str, width: int, num_heads: int, dropout: float = 0.0, **options
-) -> nn.Module:
+def mixer_class(name: str) -> type[Mixer]:
     try:
-        cls = MIXERS[name]
+        return MIXERS[name]
     except KeyError:
         raise ValueError(f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}") from None
-    return cls(width, num_heads, dropout, **options)
+
+
+def build_mixer(name: str, width: int, num_heads: int, dropout: float = 0.0, **options) -> Mixer:
+    return mixer_class(name)(width, num_heads, dropout, **options)

@@ -55,7 +55,7 @@ class xLSTM(nn.Module):  # noqa: N801 - the name users import
                 num_heads=num_heads,
                 dropout=dropout,
                 mixer=cell,
-                block={"kind": "pre", "proj_factor": hidden_size / embedding_size},
+                block={"kind": "pre", "pre": {"proj_factor": hidden_size / embedding_size}},
             )
 
         self.forward_stack = stack()

@@ -6,13 +6,15 @@ from torch import nn
 from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
 from xlstm_exp.models.backend import check_backend, use_triton
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
+from xlstm_exp.models.init import InitScales, powerlaw_forget_bias, small_init_
+from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
 from xlstm_exp.models.slstm import slstm_recurrent_gates
 
 
 @register_mixer("slstm")
-class SLSTMMixer(nn.Module):
+class SLSTMMixer(Mixer):
     """The sLSTM layer of the paper's post-up-projection block (Fig. 10).
 
     Input and forget gates read the conv branch, cell input and output gate the plain input,
@@ -22,6 +24,7 @@ class SLSTMMixer(nn.Module):
     """
 
     reads_conv_branch = True
+    paper_block = "post"
     has_kernel_backends = True
 
     def __init__(self, width: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
@@ -37,21 +40,29 @@ class SLSTMMixer(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_heads, 4, head_dim))  # gates i, f, z, o
         self.recurrent = nn.Parameter(torch.empty(4, num_heads, head_dim, head_dim))
         self.norm = MultiHeadNorm(width, num_heads)
-        self.reset_gate_parameters()
+        self.init_weights(InitScales(d_model=width))
 
     @staticmethod
     def width_multiple(num_heads: int) -> int:
         return num_heads
 
-    def reset_gate_parameters(self) -> None:
-        # Recurrent weights start at zero (the official default), so early training sees a
-        # gated feed-forward cell and the recurrence grows only where it helps. Forget biases
-        # spread over [3, 6] within each head give a range of long memory spans; the other
-        # gate biases start at zero.
+    def init_weights(self, scales: InitScales) -> None:
+        # Official sLSTMLayer/sLSTMCell.reset_parameters: gate projections small-init; recurrent
+        # weights zero (recurrent_weight_init="zeros"), so early training sees a gated
+        # feed-forward cell and the recurrence grows only where it helps; forget biases by the
+        # depth-dependent power law (bias_init="powerlaw_blockdependent"), other biases zero.
+        small_init_(self.if_proj.weight, scales)
+        small_init_(self.zo_proj.weight, scales)
         nn.init.zeros_(self.recurrent)
         nn.init.zeros_(self.bias)
         with torch.no_grad():
-            self.bias[:, 1] = torch.linspace(3.0, 6.0, self.bias.shape[-1])
+            self.bias[:, 1] = powerlaw_forget_bias(self.bias.shape[-1], scales)
+        nn.init.ones_(self.norm.weight)
+
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        # The official optimiser groups decay only parameters named "weight"; the recurrent
+        # kernel is not one of them.
+        return [self.recurrent]
 
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state=None):
         batch, length, _ = x.shape
