@@ -2,6 +2,7 @@
 best checkpoint, and a token budget that early stopping cannot cut short."""
 
 import pytest
+import torch
 from helpers import TINY, compose_train, options
 
 from xlstm_exp.run import build_model, keep_early_stopping, train
@@ -41,7 +42,7 @@ def test_a_model_with_its_own_target_refuses_a_forced_block(tmp_path):
     ]
     tiny = [o for o in TINY if not o.startswith("model.")]
     net, _ = build_model(compose_train([*target, *tiny], tmp_path), vocab_size=50)
-    assert net(__import__("torch").zeros(1, 3, dtype=__import__("torch").long)).shape == (1, 3, 50)
+    assert net(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 50)
     with pytest.raises(ValueError, match="block=post does not apply to model._target_"):
         build_model(compose_train([*target, "block=post", *tiny], tmp_path), vocab_size=50)
 
