@@ -16,16 +16,17 @@ Each row is the median of the timed repeats after warm-ups (CUDA events on a GPU
 ``time.perf_counter`` on a CPU). A failing row reports its error and the run goes on; the
 official packages' kernels run in child processes, so that one that crashes (the official
 ``triton_xl_chunk`` is known to break Triton 3.6's compiler) or wrecks the CUDA context takes no
-other row with it. The markdown tables are rewritten after every row.
+other row with it. The markdown tables (``gpu_report.py``) are rewritten after every row.
 
     python bench/gpu_kernels.py --out "$OUT"            # on a GPU: writes gpu-<date>.md
-    python bench/gpu_kernels.py --device cpu --quick    # a few seconds: checks the script's logic
+    python bench/gpu_kernels.py --sections train        # one section (bench/gpu.sh times the
+                                                        # kernels and the training step apart)
+    python bench/gpu_kernels.py --device cpu --quick    # seconds: checks the script's logic
 """
 
 import argparse
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
 import signal
@@ -35,11 +36,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from gpu_cell_cases import Case, mlstm_cases, official_slstm_cell, slstm_cases, triton_usable
+from gpu_report import SECTIONS, Outcome, environment, report, short_error
 from gpu_train_step import train_cases
 
 FULL = dict(
@@ -56,29 +58,6 @@ QUICK = dict(
     warmup=1,
     repeats=2,
 )
-SECTIONS = {
-    "mlstm": "1. mLSTM chunkwise kernels: forward + backward",
-    "slstm": "2. sLSTM recurrence: forward + backward",
-    "train": "3. Training step: forward, cross-entropy, backward, fused AdamW step",
-}
-
-
-@dataclass
-class Outcome:
-    """What a row measured, or why it has no time."""
-
-    ms: float | None = None
-    tokens_per_s: float | None = None
-    params: int | None = None
-    peak_gib: float | None = None
-    note: str = ""
-    error: str = ""
-
-
-def short_error(err: BaseException | str) -> str:
-    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return (lines[0] if lines else "error")[:160]
 
 
 def median_ms(step: Callable[[], object], device: torch.device, warmup: int, repeats: int):
@@ -101,13 +80,6 @@ def median_ms(step: Callable[[], object], device: torch.device, warmup: int, rep
         events.append((start, end))
     torch.cuda.synchronize()
     return statistics.median(start.elapsed_time(end) for start, end in events)
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def unmet(case: Case, device: torch.device) -> list[str]:
@@ -140,7 +112,8 @@ def run_group(group: str, indices: list[int], args, remaining: float) -> dict[in
     with tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False) as f:
         results = Path(f.name)
     cmd = [sys.executable, __file__, "--device", args.device, "--group", group]
-    cmd += ["--results", str(results)] + (["--quick"] if args.quick else [])
+    cmd += ["--sections", args.sections, "--results", str(results)]
+    cmd += ["--quick"] if args.quick else []
     # A session of its own: a timeout also ends the child's compilers.
     child = subprocess.Popen(cmd, start_new_session=True)
     try:
@@ -173,66 +146,11 @@ def child_main(args, cases: list[Case], device, sizes: dict) -> None:
                 f.write(json.dumps({"index": i, **asdict(outcome)}) + "\n")
 
 
-def fmt(value, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
-def report(cases: list[Case], outcomes: dict[int, Outcome], header: list[str]) -> str:
-    lines = header[:]
-    for section, title in SECTIONS.items():
-        train = section == "train"
-        lines += ["", f"## {title}", ""]
-        columns = ["case", "config", "ms", "tokens/s", "vs first", "peak GiB"]
-        columns += ["params"] if train else []
-        lines += ["| " + " | ".join(columns + ["notes"]) + " |", "|---" * (len(columns) + 1) + "|"]
-        first: dict[str, float] = {}  # the ratio's base: a config's first row with a time
-        for i, case in enumerate(cases):
-            if case.section != section:
-                continue
-            out = outcomes.get(i, Outcome(error="not run yet"))
-            ratio = None
-            if out.ms is not None:
-                ratio = out.ms / first.setdefault(case.config, out.ms)
-            cells = [
-                case.name,
-                case.config,
-                fmt(out.ms, ".2f"),
-                fmt(out.tokens_per_s, ",.0f"),
-                fmt(ratio, ".3g"),
-                fmt(out.peak_gib, ".1f"),
-            ]
-            cells += [fmt(out.params, ",")] if train else []
-            note = "; ".join(x for x in (out.note, out.error) if x).replace("|", "\\|")
-            lines.append("| " + " | ".join(cells + [note]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def environment(device: torch.device, sizes: dict, args) -> list[str]:
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        card = (
-            f"{props.name}, {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB"
-        )
-    else:
-        card = f"CPU dry run ({os.cpu_count()} cores): no Triton, no CUDA rows"
-    clock = "CUDA events" if device.type == "cuda" else "time.perf_counter"
-    return [
-        f"# GPU benchmark: Triton kernels, {datetime.date.today()}",
-        "",
-        f"- card: {card}",
-        f"- torch {torch.__version__} (CUDA {torch.version.cuda}), triton {version('triton')}, "
-        f"xlstm {version('xlstm')}, mlstm_kernels {version('mlstm_kernels')}",
-        f"- each row: median of {sizes['repeats']} after {sizes['warmup']} warm-ups ({clock}); "
-        "`vs first`: the time over that of the section's first timed row of the same config",
-        f"- command: `python bench/gpu_kernels.py {' '.join(sys.argv[1:])}`",
-    ]
-
-
 def run_all(cases: list[Case], args, device: torch.device, sizes: dict) -> None:
     """Run every row (deferred ones last, groups in child processes) within the time budget,
     rewriting the markdown report after each."""
     start = time.monotonic()
-    header = environment(device, sizes, args)
+    header = environment(device, sizes)
     suffix = ("-cpu" if device.type == "cpu" else "") + ("-quick" if args.quick else "")
     path = args.out / f"gpu-{datetime.date.today()}{suffix}.md"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -286,6 +204,11 @@ def main() -> None:
         default=float("inf"),
         help="seconds after which no further case starts",
     )
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"the sections to time, comma-separated (default: all of {', '.join(SECTIONS)})",
+    )
     # A child process runs one group's rows and appends their outcomes to --results.
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--results", help=argparse.SUPPRESS)
@@ -294,11 +217,15 @@ def main() -> None:
     device = torch.device(args.device)
     sizes = QUICK if args.quick else FULL
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    cases = (
-        mlstm_cases(sizes["mlstm"], device, dtype)
-        + slstm_cases(sizes["slstm"], device, dtype)
-        + train_cases(sizes["train"], device)
-    )
+    makers = {
+        "mlstm": lambda: mlstm_cases(sizes["mlstm"], device, dtype),
+        "slstm": lambda: slstm_cases(sizes["slstm"], device, dtype),
+        "train": lambda: train_cases(sizes["train"], device),
+    }
+    chosen = args.sections.split(",")
+    if unknown := set(chosen) - set(makers):
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(makers)}")
+    cases = [case for section in makers if section in chosen for case in makers[section]()]
     if args.prebuild:
         cfg = sizes["slstm"]
         official_slstm_cell("cuda", cfg["B"], cfg["NH"], cfg["DH"], dtype)

@@ -18,7 +18,7 @@ def make_model(mixer: str, block: str, **options) -> LanguageModel:
     so zero-initialised recurrences and gate weights are exercised too."""
     torch.manual_seed(0)
     mix = {"mixer": "mlstm", "slstm_at": [1], "slstm_block": "post"} if mixer == "xlstm" else {}
-    kwargs = {"mixer": mixer, "mixer_options": {"mlstm": {"chunk_size": 8}}, **mix, **options}
+    kwargs = {"mixer": mixer, "mixer_options": {"mlstm": {"chunk_size": 16}}, **mix, **options}
     model = LanguageModel(VOCAB, d_model=32, num_layers=2, num_heads=2, block=block, **kwargs)
     model = model.double()
     with torch.no_grad():

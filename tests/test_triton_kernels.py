@@ -127,6 +127,22 @@ def test_mlstm_bfloat16():
     compare_mlstm(mlstm_inputs(), 16, dtype=torch.bfloat16, tol=BF16_TOL)
 
 
+def test_mlstm_cuda_core_launches(monkeypatch):
+    """The launches for float32 products on CUDA cores (TF32 off) run shorter chunks than asked
+    and narrower feature loops; here through the interpreter too, on a partial last chunk and
+    partial key and value blocks."""
+    from xlstm_exp.models.triton import mlstm_chunkwise as module
+
+    launches = module.mlstm_launches
+
+    def cuda_core_launches(*args, **kwargs):
+        return launches(*args[:4], on_cuda=True, tf32=False)
+
+    monkeypatch.setattr(module, "mlstm_launches", cuda_core_launches)
+    assert cuda_core_launches(80, 24, 64, torch.float32).fwd_output.constexprs["L"] == 32
+    compare_mlstm(mlstm_inputs(B=1, S=70, DHK=80, DHV=24), 64)
+
+
 def test_mlstm_refusals():
     x = mlstm_inputs(S=8)
     state = mlstm_state()
@@ -169,6 +185,17 @@ def compare_slstm(inputs, state=None, dtype=torch.float32, tol=F32_TOL):
 )
 def test_slstm_matches_reference(B, NH, S, DH):
     compare_slstm(slstm_inputs(B, NH, S, DH))
+
+
+@pytest.mark.parametrize("B, NH, S, DH", [(3, 2, 7, 80), (2, 1, 5, 256)])
+def test_slstm_streaming_r_in_tiles_matches_reference(B, NH, S, DH):
+    """Heads above the on-chip limit stream R in tiles: several column and row tiles, a
+    partial last one (80 = 2.5 tiles of 32), the largest head; with and without a state."""
+    from xlstm_exp.models.triton import slstm_recurrence
+
+    assert DH > slstm_recurrence.MAX_RESIDENT
+    compare_slstm(slstm_inputs(B, NH, S, DH))
+    compare_slstm(slstm_inputs(B, NH, S, DH), state=slstm_state(B, NH, DH))
 
 
 def test_slstm_initial_state():

@@ -54,6 +54,18 @@ def test_another_model_is_named_by_its_differing_keys():
         check_same_model(checkpoint, other, asked, "run.ckpt")
 
 
+def test_an_mlstm_chunk_size_without_a_kernel_tile_stops_the_build(tmp_path):
+    # On every backend, CPU included: the same config must not fail later on a GPU.
+    overrides = [*TINY, "model=xlstm", "model.mixer_options.mlstm.chunk_size=48"]
+    cfg = compose_train(overrides, tmp_path / "run")
+    with pytest.raises(
+        ValueError,
+        match=r"^mLSTM chunk_size=48 must be one of 16, 32, 64, 128 \(the Triton kernel's tile "
+        r"sizes\)$",
+    ):
+        train(cfg)
+
+
 @pytest.mark.slow
 def test_another_model_or_vocabulary_stops_before_loading(tmp_path):
     train(compose_train([*TINY, "model=mlstm"], tmp_path / "run"))

@@ -34,9 +34,13 @@ def build_language_model(
     kind, block_options = resolve_block(block, mixer)
     block_class = BLOCKS[kind]
 
-    def make(width: int, up_width: int | None) -> LanguageModel:
+    def make(width: int, up_width: int | None, backend: str = "torch") -> LanguageModel:
+        # The search counts with PyTorch kernels: the count is the same, and widths it only
+        # tries must not trip the Triton kernels' limits (nor warn about them).
         spec = with_up_width(block, kind, up_width)
-        return LanguageModel(vocab_size, block=spec, **{**options, "d_model": width})
+        return LanguageModel(
+            vocab_size, block=spec, **{**options, "d_model": width, "backend": backend}
+        )
 
     def default_up(width: int) -> int:
         return block_options.get("up_width") or block_class.default_up_width(
@@ -50,4 +54,4 @@ def build_language_model(
         up_multiple=block_class.up_width_step(num_heads),
         default_up=default_up,
     )
-    return make(size.width, size.up_width), size
+    return make(size.width, size.up_width, options.get("backend", "auto")), size

@@ -6,17 +6,24 @@ import torch
 from torch import nn
 
 from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
-from xlstm_exp.models.backend import check_backend, use_triton
+from xlstm_exp.models.backend import check_backend, run_kernel
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.init import InitScales, small_init_
 from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.mlstm import (
+    MLSTMState,
     mlstm_chunkwise_with_state,
     mlstm_parallel_with_state,
     mlstm_step,
 )
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
+from xlstm_exp.models.triton import MLSTM_CHUNK_SIZES
+
+
+def mlstm_chunkwise_on_triton(*args, **kwargs) -> tuple[torch.Tensor, MLSTMState]:
+    """The Triton kernel, looked up when called: importing its module needs Triton."""
+    return triton_kernels.mlstm_chunkwise_triton(*args, **kwargs)
 
 
 @register_mixer("mlstm")
@@ -28,7 +35,8 @@ class MLSTMMixer(Mixer):
     map of (q, k, v). The cell output is normalised per head and gets a learnable skip from the
     conv branch; the block gates the result with its other branch. `impl` picks the training
     form: `chunkwise` (linear in the sequence length) or `parallel` (quadratic, one chunk);
-    `backend` the chunkwise kernel (see `xlstm_exp.models.backend`).
+    `backend` the chunkwise kernel (see `xlstm_exp.models.backend`). `chunk_size` is one of
+    `MLSTM_CHUNK_SIZES` on every backend, so that one config runs on the CPU and the GPU alike.
     """
 
     reads_conv_branch = True
@@ -50,6 +58,11 @@ class MLSTMMixer(Mixer):
             raise ValueError(f"mLSTM impl must be 'chunkwise' or 'parallel', not {impl!r}")
         if width % num_heads:
             raise ValueError(f"width {width} does not split into {num_heads} heads")
+        if chunk_size not in MLSTM_CHUNK_SIZES:
+            raise ValueError(
+                f"mLSTM chunk_size={chunk_size} must be one of "
+                f"{', '.join(map(str, MLSTM_CHUNK_SIZES))} (the Triton kernel's tile sizes)"
+            )
         self.num_heads = num_heads
         self.chunk_size = chunk_size
         self.impl = impl
@@ -98,12 +111,22 @@ class MLSTMMixer(Mixer):
         elif state is None and self.impl == "parallel":
             h, state = mlstm_parallel_with_state(q, k, v, igate, fgate)
         else:
-            chunkwise = mlstm_chunkwise_with_state
             # The Triton kernel sends no gradient into a carried state; one that needs it stays
             # on the PyTorch form.
             needs_state_grad = state is not None and any(s.requires_grad for s in state)
-            if not needs_state_grad and use_triton(self.backend, x.device):
-                chunkwise = triton_kernels.mlstm_chunkwise_triton
-            h, state = chunkwise(q, k, v, igate, fgate, chunk_size=self.chunk_size, state=state)
+            h, state = run_kernel(
+                "mLSTM chunkwise",
+                "torch" if needs_state_grad else self.backend,
+                x.device,
+                mlstm_chunkwise_on_triton,
+                mlstm_chunkwise_with_state,
+                q,
+                k,
+                v,
+                igate,
+                fgate,
+                chunk_size=self.chunk_size,
+                state=state,
+            )
         h = h.transpose(1, 2).flatten(-2)
         return self.norm(h) + self.skip * x_conv, state

@@ -4,13 +4,23 @@ import torch
 from torch import nn
 
 from xlstm_exp.models import triton as triton_kernels  # loads Triton only when called
-from xlstm_exp.models.backend import check_backend, use_triton
+from xlstm_exp.models.backend import check_backend, run_kernel, warn_once
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.init import InitScales, powerlaw_forget_bias, small_init_
 from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
-from xlstm_exp.models.slstm import slstm_recurrent_gates
+from xlstm_exp.models.slstm import SLSTMState, slstm_recurrent_gates
+from xlstm_exp.models.triton import SLSTM_MAX_HEAD_DIM
+
+
+def slstm_recurrent_gates_triton(
+    gates: torch.Tensor, R: torch.Tensor, state: SLSTMState | None = None
+) -> tuple[torch.Tensor, SLSTMState]:
+    """`slstm_recurrent_gates` on the Triton kernel, which takes each gate head-major."""
+    i, f, z, o = gates.permute(3, 0, 2, 1, 4)  # each (B, NH, S, DH)
+    h, state = triton_kernels.slstm_recurrent_triton(i, f, z, o, R, state)
+    return h.transpose(1, 2), state
 
 
 @register_mixer("slstm")
@@ -20,7 +30,7 @@ class SLSTMMixer(Mixer):
     Input and forget gates read the conv branch, cell input and output gate the plain input,
     each through a head-wise (block-diagonal) projection; the recurrence mixes memory only within
     a head. The output is normalised per head. `backend` picks the recurrence kernel (see
-    `xlstm_exp.models.backend`).
+    `xlstm_exp.models.backend`); the Triton kernel takes heads of up to `SLSTM_MAX_HEAD_DIM`.
     """
 
     reads_conv_branch = True
@@ -34,6 +44,20 @@ class SLSTMMixer(Mixer):
             raise ValueError(f"width {width} does not split into {num_heads} heads")
         self.num_heads = num_heads
         head_dim = width // num_heads
+        self.fits_triton = head_dim <= SLSTM_MAX_HEAD_DIM
+        if not self.fits_triton:
+            too_wide = (
+                f"sLSTM head dim {head_dim} (width {width} / num_heads {num_heads}) is over the "
+                f"Triton kernel's limit of {SLSTM_MAX_HEAD_DIM}"
+            )
+            more_heads = f"raise num_heads to at least {-(-width // SLSTM_MAX_HEAD_DIM)}"
+            if self.backend == "triton":
+                raise ValueError(f"{too_wide}: {more_heads}, or use backend=torch")
+            if self.backend == "auto":
+                warn_once(
+                    f"{too_wide}, so CUDA runs will use the PyTorch recurrence (slower); "
+                    f"{more_heads} to use the kernel"
+                )
         # One matmul per input: (i, f) from the conv branch, (z, o) from the plain input.
         self.if_proj = BlockDiagonalLinear(width, head_dim, maps=2)
         self.zo_proj = BlockDiagonalLinear(width, head_dim, maps=2)
@@ -71,11 +95,17 @@ class SLSTMMixer(Mixer):
             [self.if_proj(x_conv).reshape(per_head), self.zo_proj(x).reshape(per_head)], 3
         )
         gates = gates + self.bias
+        # The Triton kernel sends no gradient into a carried state, nor takes wide heads.
         needs_state_grad = state is not None and any(s.requires_grad for s in state)
-        if not needs_state_grad and use_triton(self.backend, x.device):
-            i, f, z, o = gates.permute(3, 0, 2, 1, 4)  # each (B, NH, S, DH)
-            h, state = triton_kernels.slstm_recurrent_triton(i, f, z, o, self.recurrent, state)
-            h = h.transpose(1, 2)
-        else:
-            h, state = slstm_recurrent_gates(gates, self.recurrent, state)
+        backend = self.backend if self.fits_triton and not needs_state_grad else "torch"
+        h, state = run_kernel(
+            "sLSTM recurrence",
+            backend,
+            x.device,
+            slstm_recurrent_gates_triton,
+            slstm_recurrent_gates,
+            gates,
+            self.recurrent,
+            state,
+        )
         return self.norm(h.flatten(-2)), state

@@ -5,15 +5,23 @@ import triton
 import triton.language as tl
 
 
-def dot_options(x: torch.Tensor) -> dict:
-    """The BF16 and PRECISION arguments of `dot` for inputs like `x`."""
+def dot_settings(dtype: torch.dtype, on_cuda: bool, tf32: bool | None = None) -> dict:
+    """The BF16 and PRECISION arguments of `dot` for inputs of `dtype`; float32 products use
+    TF32 on CUDA when `tf32` says so (None: when ``torch.get_float32_matmul_precision()``
+    allows it)."""
+    if tf32 is None:
+        tf32 = torch.get_float32_matmul_precision() != "highest"
     return {
         # Triton 3.9's interpreter (CPU tensors) multiplies bfloat16 operands as raw integers.
-        "BF16": x.dtype == torch.bfloat16 and x.is_cuda,
-        "PRECISION": (
-            "tf32" if x.is_cuda and torch.get_float32_matmul_precision() != "highest" else "ieee"
-        ),
+        "BF16": dtype == torch.bfloat16 and on_cuda,
+        # bfloat16 products ignore PRECISION: one value keeps them one compiled kernel.
+        "PRECISION": "tf32" if on_cuda and (tf32 or dtype == torch.bfloat16) else "ieee",
     }
+
+
+def dot_options(x: torch.Tensor) -> dict:
+    """The BF16 and PRECISION arguments of `dot` for inputs like `x`."""
+    return dot_settings(x.dtype, x.is_cuda)
 
 
 @triton.jit

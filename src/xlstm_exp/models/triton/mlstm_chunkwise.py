@@ -17,282 +17,149 @@ g its total and m the stabilisers:
 
 States and all gate math stay in float32; matrix products take bfloat16 operands (float32
 accumulation) for bfloat16 inputs on CUDA, and float32 operands otherwise (TF32 on CUDA when
-``torch.get_float32_matmul_precision()`` allows it).
+``torch.get_float32_matmul_precision()`` allows it). The kernels (device code in
+``mlstm_kernels`` and ``mlstm_grad_kernels``) run only as ``mlstm_launches`` describes them,
+which is what ``ahead_of_time`` compiles for the GPUs it checks.
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import triton
-import triton.language as tl
 from torch import Tensor
 
 from xlstm_exp.models.mlstm import MLSTMState
-from xlstm_exp.models.triton.common import dot, dot_options, logsigmoid
+from xlstm_exp.models.triton import MLSTM_CHUNK_SIZES
+from xlstm_exp.models.triton.common import dot_settings
+from xlstm_exp.models.triton.launch import Launch
+from xlstm_exp.models.triton.mlstm_grad_kernels import (
+    mlstm_bwd_qk_kernel,
+    mlstm_bwd_states_kernel,
+    mlstm_bwd_v_kernel,
+)
+from xlstm_exp.models.triton.mlstm_kernels import mlstm_fwd_output_kernel, mlstm_fwd_states_kernel
 
 
-@triton.jit
-def _chunk_gates(ig_ptr, fg_ptr, bh, c, S, L: tl.constexpr):
-    """Input gates i, inclusive cumulative log forget gates b and their total g for chunk c.
+class MLSTMLaunches(NamedTuple):
+    """The chunkwise mLSTM's kernels at one configuration, in launch order."""
 
-    Steps past the sequence end write nothing (i = -inf) and decay nothing (log f = 0).
-    """
-    rows = c * L + tl.arange(0, L)
-    valid = rows < S
-    i = tl.load(ig_ptr + bh * S + rows, mask=valid, other=float("-inf")).to(tl.float32)
-    f = tl.load(fg_ptr + bh * S + rows, mask=valid, other=0.0).to(tl.float32)
-    log_f = tl.where(valid, logsigmoid(f), 0.0)
-    return i, tl.cumsum(log_f, 0), tl.sum(log_f, 0), rows, valid
+    fwd_states: Launch
+    fwd_output: Launch
+    bwd_states: Launch
+    bwd_qk: Launch
+    bwd_v: Launch
 
 
-@triton.jit
-def _chunk_weights(ig_ptr, fg_ptr, m_ptr, bh, c, S, NC, L: tl.constexpr):
-    """Stabilised weights of chunk c, recomputed identically by the forward and backward.
-
-    a (L, L): intra-chunk gate matrix; p (L,): weight of the incoming state per row;
-    w (L,): weight of each step in the outgoing state; decay: weight of the incoming state in it;
-    m_row (L,): the row stabilisers.
-    """
-    i, b, g, rows, valid = _chunk_gates(ig_ptr, fg_ptr, bh, c, S, L)
-    m_in = tl.load(m_ptr + bh * (NC + 1) + c)
-    m_out = tl.load(m_ptr + bh * (NC + 1) + c + 1)
-    t = tl.arange(0, L)
-    log_d = tl.where(t[:, None] >= t[None, :], b[:, None] - b[None, :] + i[None, :], float("-inf"))
-    log_p = b + m_in
-    m_row = tl.maximum(tl.max(log_d, 1), log_p)
-    a = tl.exp(log_d - m_row[:, None])
-    p = tl.exp(log_p - m_row)
-    w = tl.exp(g - b + i - m_out)
-    decay = tl.exp(g + m_in - m_out)
-    return a, p, w, decay, m_row, rows, valid
+# float32 products without TF32 run on CUDA cores, where Triton's dot keeps each thread's share
+# of both operands over the whole reduction in registers: at L = 64 the L x L by L x 64 products
+# already spill. There the chunks stop at this length, which also suits the arithmetic: the
+# intra-chunk work grows with L, the state work does not, and these products are compute-bound.
+FMA_MAX_CHUNK = 32
 
 
-@triton.jit
-def _den_grads(den_ptr, dhh_ptr, bh, rows, valid, m_row, S, eps):
-    """The denominator dd = max(|den|, exp(-m)) + eps per row and the gradient of den.
-
-    dhh = dh·h per row, so dL/d dd = -dhh / dd; the floor exp(-m) carries no gradient.
-    """
-    den = tl.load(den_ptr + bh * S + rows, mask=valid, other=1.0)
-    dhh = tl.load(dhh_ptr + bh * S + rows, mask=valid, other=0.0)
-    floor = tl.exp(-m_row)
-    dd = tl.maximum(tl.abs(den), floor) + eps
-    sign = tl.where(den < 0, -1.0, 1.0)
-    dden = tl.where(tl.abs(den) > floor, -dhh / dd * sign, 0.0)
-    return dd, dden
+def _block(dim: int, most: int) -> int:
+    """Feature block: a power of two, at least 16 (tl.dot's minimum), at most `most`."""
+    return min(max(16, triton.next_power_of_2(dim)), most)
 
 
-@triton.jit
-def _fwd_states_kernel(
-    k_ptr, v_ptr, ig_ptr, fg_ptr, C_ptr, n_ptr, m_ptr, S, NC, scale,
-    DHK: tl.constexpr, DHV: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    BF16: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """State before every chunk and the final one into slots 1..NC (slot 0: the initial state)."""
-    bh = tl.program_id(0).to(tl.int64)
-    pk, pv = tl.program_id(1), tl.program_id(2)
-    ok, ov = pk * BK + tl.arange(0, BK), pv * BV + tl.arange(0, BV)
-    mk, mv = ok < DHK, ov < DHV
-    tile = ov[:, None] * DHK + ok[None, :]
-    tile_mask = mv[:, None] & mk[None, :]
-    C_base = C_ptr + bh * (NC + 1) * DHV * DHK
-    n_base = n_ptr + bh * (NC + 1) * DHK
-    m_base = m_ptr + bh * (NC + 1)
-    C = tl.load(C_base + tile, mask=tile_mask, other=0.0)
-    n = tl.load(n_base + ok, mask=mk, other=0.0)
-    m = tl.load(m_base)
-    for c in range(NC):
-        i, b, g, rows, valid = _chunk_gates(ig_ptr, fg_ptr, bh, c, S, L)
-        log_w = g - b + i
-        m_new = tl.maximum(g + m, tl.max(log_w, 0))
-        decay, w = tl.exp(g + m - m_new), tl.exp(log_w - m_new)
-        kv_rows = (bh * S + rows)[:, None]
-        kv_mask = valid[:, None]
-        K = tl.load(k_ptr + kv_rows * DHK + ok[None, :], mask=kv_mask & mk[None, :], other=0.0)
-        V = tl.load(v_ptr + kv_rows * DHV + ov[None, :], mask=kv_mask & mv[None, :], other=0.0)
-        # Keys are scaled after the products: k / sqrt(DH) would not be exact in bfloat16.
-        write = dot(tl.trans(V.to(tl.float32) * w[:, None]), K, BF16, PRECISION)
-        C = decay * C + scale * write
-        n = decay * n + scale * tl.sum(K.to(tl.float32) * w[:, None], 0)
-        m = m_new
-        tl.store(C_base + (c + 1) * DHV * DHK + tile, C, mask=tile_mask)
-        # Every value block computes the same n and m; one of them writes.
-        if pv == 0:
-            tl.store(n_base + (c + 1) * DHK + ok, n, mask=mk)
-            if pk == 0:
-                tl.store(m_base + c + 1, m)
+def mlstm_launches(
+    head_dim_qk: int,
+    head_dim_v: int,
+    chunk: int,
+    dtype: torch.dtype,
+    on_cuda: bool = True,
+    tf32: bool | None = None,
+) -> MLSTMLaunches:
+    """The five kernels as launched for inputs of `dtype`, the given head dims and chunks of
+    `chunk` steps (see `dot_settings` for `tf32`); their ``L`` is the chunk length that runs,
+    at most FMA_MAX_CHUNK for float32 products on CUDA cores. Head dims enter only through
+    their blocks (BK, BV), so 64, 128 and 256 share every kernel."""
+    dots = dot_settings(dtype, on_cuda, tf32)
+    fma = on_cuda and not dots["BF16"] and dots["PRECISION"] == "ieee"
+    L = min(chunk, FMA_MAX_CHUNK) if fma else chunk
+    # The chunk kernels (output, dq/dk, dv) run one program per chunk and output block, each
+    # recomputing the chunk's L x L products: output blocks of 64 keep that work from
+    # multiplying. Their loops over the other head dim load L x step tiles next to the L x L
+    # one: narrower at L = 128 and on CUDA cores, where those tiles are what spills.
+    step = 16 if fma else 32 if L >= 128 else 64
+    # dq and dk hold the most next to the L x L tile: with float32 operands at L = 128 their key
+    # block narrows to 32 (twice the recomputed L x L products, no spilled tiles).
+    qk_block = 32 if L >= 128 and not dots["BF16"] else 64
+    # The state kernels scan all chunks, one program per state tile: 32 x 32 tiles give this
+    # latency-bound scan four times the programs of 64 x 64 ones, and fit at L = 128.
+    tile = 32
+    # 8 warps spread the L x L tiles of long chunks. 2 stages: every loop prefetches one step;
+    # the feature loops run 1 to 4 steps, and a third buffer took more shared memory than an
+    # H100 has at L = 128.
+    num_warps = 8 if L >= 64 else 4
+    f32 = torch.float32
+    gates = dict(ig_ptr=f32, fg_ptr=f32, m_ptr=f32)
+    states = dict(C_ptr=f32, n_ptr=f32)
+    backward = dict(den_ptr=f32, dhh_ptr=f32, dC_ptr=f32, **gates)
+
+    def launch(kernel, most_k, most_v, **pointers):
+        blocks = dict(BK=_block(head_dim_qk, most_k), BV=_block(head_dim_v, most_v))
+        constexprs = dict(L=L, **blocks, **dots)
+        floats = frozenset({"scale", "eps"})
+        return Launch(kernel, constexprs, num_warps, pointers, floats, num_stages=2)
+
+    return MLSTMLaunches(
+        fwd_states=launch(
+            mlstm_fwd_states_kernel, tile, tile, k_ptr=dtype, v_ptr=dtype, **gates, **states
+        ),
+        fwd_output=launch(
+            mlstm_fwd_output_kernel,
+            step,
+            64,
+            **dict.fromkeys(("q_ptr", "k_ptr", "v_ptr", "h_ptr"), dtype),
+            den_ptr=f32,
+            **gates,
+            **states,
+        ),
+        bwd_states=launch(
+            mlstm_bwd_states_kernel, tile, tile, q_ptr=dtype, dh_ptr=dtype, dn_ptr=f32, **backward
+        ),
+        bwd_qk=launch(
+            mlstm_bwd_qk_kernel,
+            qk_block,
+            step,
+            **dict.fromkeys(("q_ptr", "k_ptr", "v_ptr", "dh_ptr", "dq_ptr", "dk_ptr"), dtype),
+            **dict.fromkeys(("dn_ptr", "qdq_ptr", "kdk_ptr"), f32),
+            **states,
+            **backward,
+        ),
+        bwd_v=launch(
+            mlstm_bwd_v_kernel,
+            step,
+            64,
+            **dict.fromkeys(("q_ptr", "k_ptr", "dh_ptr", "dv_ptr"), dtype),
+            **backward,
+        ),
+    )
 
 
-@triton.jit
-def _fwd_output_kernel(
-    q_ptr, k_ptr, v_ptr, ig_ptr, fg_ptr, C_ptr, n_ptr, m_ptr, h_ptr, den_ptr, S, NC, scale, eps,
-    DHK: tl.constexpr, DHV: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    BF16: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """h for one chunk and value block; also the signed denominator per row for the backward."""
-    c, bh, pv = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2)
-    a, p, _, _, m_row, rows, valid = _chunk_weights(ig_ptr, fg_ptr, m_ptr, bh, c, S, NC, L)
-    ov = pv * BV + tl.arange(0, BV)
-    mv = ov < DHV
-    scores = tl.zeros((L, L), dtype=tl.float32)
-    q_state = tl.zeros((L, BV), dtype=tl.float32)
-    q_n = tl.zeros((L,), dtype=tl.float32)
-    for kb in range(0, DHK, BK):
-        ok = kb + tl.arange(0, BK)
-        mk = ok < DHK
-        row_mask = valid[:, None] & mk[None, :]
-        Q = tl.load(q_ptr + (bh * S + rows)[:, None] * DHK + ok[None, :], mask=row_mask, other=0.0)
-        K = tl.load(k_ptr + (bh * S + rows)[:, None] * DHK + ok[None, :], mask=row_mask, other=0.0)
-        state = bh * (NC + 1) + c
-        Ct = tl.load(
-            C_ptr + state * DHV * DHK + ov[:, None] * DHK + ok[None, :],
-            mask=mv[:, None] & mk[None, :],
-            other=0.0,
-        )
-        n_in = tl.load(n_ptr + state * DHK + ok, mask=mk, other=0.0)
-        scores += dot(Q, tl.trans(K), BF16, PRECISION)
-        q_state += dot(Q, tl.trans(Ct), BF16, PRECISION)
-        q_n += tl.sum(Q.to(tl.float32) * n_in[None, :], 1)
-    scores = scores * scale * a
-    v_offs = (bh * S + rows)[:, None] * DHV + ov[None, :]
-    v_mask = valid[:, None] & mv[None, :]
-    V = tl.load(v_ptr + v_offs, mask=v_mask, other=0.0)
-    num = dot(scores, V, BF16, PRECISION) + p[:, None] * q_state
-    den = tl.sum(scores, 1) + p * q_n
-    # exp(-m) is the paper's floor of 1 on |nᵀq| in stabilised units.
-    dd = tl.maximum(tl.abs(den), tl.exp(-m_row)) + eps
-    tl.store(h_ptr + v_offs, (num / dd[:, None]).to(h_ptr.dtype.element_ty), mask=v_mask)
-    if pv == 0:
-        tl.store(den_ptr + bh * S + rows, den, mask=valid)
+def _blocks(launch: Launch, DHK: int, DHV: int) -> tuple[int, int]:
+    """How many key and value blocks `launch` cuts the head dims into."""
+    return triton.cdiv(DHK, launch.constexprs["BK"]), triton.cdiv(DHV, launch.constexprs["BV"])
 
 
-@triton.jit
-def _bwd_states_kernel(
-    q_ptr, dh_ptr, ig_ptr, fg_ptr, m_ptr, den_ptr, dhh_ptr, dC_ptr, dn_ptr, S, NC, eps,
-    DHK: tl.constexpr, DHV: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    BF16: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """Gradient w.r.t. the state after every chunk (slot c: after chunk c), in reverse order.
-
-    The final state is returned detached, so the recurrence starts from zero after the last chunk.
-    """
-    bh = tl.program_id(0).to(tl.int64)
-    pk, pv = tl.program_id(1), tl.program_id(2)
-    ok, ov = pk * BK + tl.arange(0, BK), pv * BV + tl.arange(0, BV)
-    mk, mv = ok < DHK, ov < DHV
-    tile = ov[:, None] * DHK + ok[None, :]
-    tile_mask = mv[:, None] & mk[None, :]
-    dC = tl.zeros((BV, BK), dtype=tl.float32)
-    dn = tl.zeros((BK,), dtype=tl.float32)
-    for cc in range(NC):
-        c = NC - 1 - cc
-        tl.store(dC_ptr + (bh * NC + c) * DHV * DHK + tile, dC, mask=tile_mask)
-        if pv == 0:
-            tl.store(dn_ptr + (bh * NC + c) * DHK + ok, dn, mask=mk)
-        _, p, _, decay, m_row, rows, valid = _chunk_weights(ig_ptr, fg_ptr, m_ptr, bh, c, S, NC, L)
-        dd, dden = _den_grads(den_ptr, dhh_ptr, bh, rows, valid, m_row, S, eps)
-        Q = tl.load(
-            q_ptr + (bh * S + rows)[:, None] * DHK + ok[None, :],
-            mask=valid[:, None] & mk[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        dH = tl.load(
-            dh_ptr + (bh * S + rows)[:, None] * DHV + ov[None, :],
-            mask=valid[:, None] & mv[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        dC = decay * dC + dot(tl.trans(dH * (p / dd)[:, None]), Q, BF16, PRECISION)
-        dn = decay * dn + tl.sum(Q * (p * dden)[:, None], 0)
-
-
-@triton.jit
-def _bwd_qk_kernel(
-    q_ptr, k_ptr, v_ptr, dh_ptr, ig_ptr, fg_ptr, C_ptr, n_ptr, m_ptr, den_ptr, dhh_ptr,
-    dC_ptr, dn_ptr, dq_ptr, dk_ptr, qdq_ptr, kdk_ptr, BH, S, NC, scale, eps,
-    DHK: tl.constexpr, DHV: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    BF16: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """dq and dk for one chunk and key block, plus q·dq and k·dk over the block for the gates."""
-    c, bh, pk = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2)
-    a, p, w, _, m_row, rows, valid = _chunk_weights(ig_ptr, fg_ptr, m_ptr, bh, c, S, NC, L)
-    dd, dden = _den_grads(den_ptr, dhh_ptr, bh, rows, valid, m_row, S, eps)
-    ok = pk * BK + tl.arange(0, BK)
-    mk = ok < DHK
-    d_scores = tl.zeros((L, L), dtype=tl.float32)
-    dnum_state = tl.zeros((L, BK), dtype=tl.float32)  # rows dnum_iᵀ C_c
-    v_dstate = tl.zeros((L, BK), dtype=tl.float32)  # rows v_jᵀ dC_{c+1}
-    for vb in range(0, DHV, BV):
-        ov = vb + tl.arange(0, BV)
-        mv = ov < DHV
-        v_offs = (bh * S + rows)[:, None] * DHV + ov[None, :]
-        v_mask = valid[:, None] & mv[None, :]
-        dnum = tl.load(dh_ptr + v_offs, mask=v_mask, other=0.0).to(tl.float32) / dd[:, None]
-        V = tl.load(v_ptr + v_offs, mask=v_mask, other=0.0)
-        tile = ov[:, None] * DHK + ok[None, :]
-        tile_mask = mv[:, None] & mk[None, :]
-        Ct = tl.load(C_ptr + (bh * (NC + 1) + c) * DHV * DHK + tile, mask=tile_mask, other=0.0)
-        dCt = tl.load(dC_ptr + (bh * NC + c) * DHV * DHK + tile, mask=tile_mask, other=0.0)
-        d_scores += dot(dnum, tl.trans(V), BF16, PRECISION)
-        dnum_state += dot(dnum, Ct, BF16, PRECISION)
-        v_dstate += dot(V, dCt, BF16, PRECISION)
-    k_offs = (bh * S + rows)[:, None] * DHK + ok[None, :]
-    k_mask = valid[:, None] & mk[None, :]
-    Q = tl.load(q_ptr + k_offs, mask=k_mask, other=0.0).to(tl.float32)
-    K = tl.load(k_ptr + k_offs, mask=k_mask, other=0.0).to(tl.float32)
-    n_in = tl.load(n_ptr + (bh * (NC + 1) + c) * DHK + ok, mask=mk, other=0.0)
-    dn_out = tl.load(dn_ptr + (bh * NC + c) * DHK + ok, mask=mk, other=0.0)
-    ds = (d_scores + dden[:, None]) * a
-    dq = scale * dot(ds, K, BF16, PRECISION)
-    dq += p[:, None] * (dnum_state + dden[:, None] * n_in[None, :])
-    # dk w.r.t. the scaled keys; the raw keys get scale times it.
-    dk = dot(tl.trans(ds), Q, BF16, PRECISION) + w[:, None] * (v_dstate + dn_out[None, :])
-    dk *= scale
-    tl.store(dq_ptr + k_offs, dq.to(dq_ptr.dtype.element_ty), mask=k_mask)
-    tl.store(dk_ptr + k_offs, dk.to(dk_ptr.dtype.element_ty), mask=k_mask)
-    part = (pk * BH + bh) * S + rows
-    tl.store(qdq_ptr + part, tl.sum(Q * dq, 1), mask=valid)
-    tl.store(kdk_ptr + part, tl.sum(K * dk, 1), mask=valid)
-
-
-@triton.jit
-def _bwd_v_kernel(
-    q_ptr, k_ptr, dh_ptr, ig_ptr, fg_ptr, m_ptr, den_ptr, dhh_ptr, dC_ptr, dv_ptr,
-    S, NC, scale, eps,
-    DHK: tl.constexpr, DHV: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    BF16: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
-    """dv for one chunk and value block."""
-    c, bh, pv = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2)
-    a, _, w, _, m_row, rows, valid = _chunk_weights(ig_ptr, fg_ptr, m_ptr, bh, c, S, NC, L)
-    dd, _ = _den_grads(den_ptr, dhh_ptr, bh, rows, valid, m_row, S, eps)
-    ov = pv * BV + tl.arange(0, BV)
-    mv = ov < DHV
-    scores = tl.zeros((L, L), dtype=tl.float32)
-    k_dstate = tl.zeros((L, BV), dtype=tl.float32)  # rows (dC_{c+1} k_j)ᵀ
-    for kb in range(0, DHK, BK):
-        ok = kb + tl.arange(0, BK)
-        mk = ok < DHK
-        k_offs = (bh * S + rows)[:, None] * DHK + ok[None, :]
-        k_mask = valid[:, None] & mk[None, :]
-        Q = tl.load(q_ptr + k_offs, mask=k_mask, other=0.0)
-        K = tl.load(k_ptr + k_offs, mask=k_mask, other=0.0)
-        dCt = tl.load(
-            dC_ptr + (bh * NC + c) * DHV * DHK + ov[:, None] * DHK + ok[None, :],
-            mask=mv[:, None] & mk[None, :],
-            other=0.0,
-        )
-        scores += dot(Q, tl.trans(K), BF16, PRECISION)
-        k_dstate += dot(K, tl.trans(dCt), BF16, PRECISION)
-    v_offs = (bh * S + rows)[:, None] * DHV + ov[None, :]
-    v_mask = valid[:, None] & mv[None, :]
-    dnum = tl.load(dh_ptr + v_offs, mask=v_mask, other=0.0).to(tl.float32) / dd[:, None]
-    dv = dot(tl.trans(scores * scale * a), dnum, BF16, PRECISION) + w[:, None] * scale * k_dstate
-    tl.store(dv_ptr + v_offs, dv.to(dv_ptr.dtype.element_ty), mask=v_mask)
-
-
-def _block(dim: int) -> int:
-    """Feature block: a power of two, at least 16 (tl.dot's minimum), at most 64."""
-    return min(max(16, triton.next_power_of_2(dim)), 64)
+def _prepare_backward(launches: MLSTMLaunches, q, k, v, h, igate, fgate, C, n, m, den, eps):
+    """Compile and load the backward kernels during the forward, so that one that cannot
+    compile or fit on this device fails where backend=auto can still fall back, not in the
+    middle of loss.backward(). Buffers of the forward stand in for the backward's own of the
+    same dtypes (dh: h; dC, dn: C, n; dq, dk, dv: q, k, v; dhh, qdq, kdk: den)."""
+    BH, NC = C.shape[0], C.shape[1] - 1
+    S, DHK, DHV = q.shape[2], q.shape[3], v.shape[3]
+    grid = (1, 1, 1)
+    launches.bwd_states.prepare(grid, q, h, igate, fgate, m, den, den, C, n, S, NC, DHK, DHV, eps)
+    launches.bwd_qk.prepare(
+        grid, q, k, v, h, igate, fgate, C, n, m, den, den, C, n, q, k, den, den,
+        BH, S, NC, DHK, DHV, DHK**-0.5, eps,
+    )  # fmt: skip
+    launches.bwd_v.prepare(
+        grid, q, k, h, igate, fgate, m, den, den, C, v, S, NC, DHK, DHV, DHK**-0.5, eps
+    )
 
 
 class _MLSTMChunkwise(torch.autograd.Function):
@@ -301,8 +168,9 @@ class _MLSTMChunkwise(torch.autograd.Function):
         B, NH, S, DHK = q.shape
         DHV = v.shape[-1]
         # A short sequence is one chunk, padded only up to tl.dot's minimum of 16 rows.
-        L = min(chunk_size, max(16, triton.next_power_of_2(S)))
-        NC = triton.cdiv(S, L)
+        chunk = min(chunk_size, max(16, triton.next_power_of_2(S)))
+        launches = mlstm_launches(DHK, DHV, chunk, q.dtype, q.is_cuda)
+        NC = triton.cdiv(S, launches.fwd_states.constexprs["L"])
         BH = B * NH
         q, k, v, igate, fgate = (x.contiguous() for x in (q, k, v, igate, fgate))
         f32 = dict(device=q.device, dtype=torch.float32)
@@ -313,27 +181,18 @@ class _MLSTMChunkwise(torch.autograd.Function):
             C[:, 0], n[:, 0], m[:, 0] = 0.0, 0.0, -math.inf
         else:
             C[:, 0], n[:, 0], m[:, 0] = (x.reshape(BH, *x.shape[2:]) for x in init)
-        h = v.new_empty(v.shape, dtype=q.dtype)
+        h = torch.empty_like(v)
         den = torch.empty(BH, S, **f32)
-        BK, BV = _block(DHK), _block(DHV)
-        meta = dict(
-            DHK=DHK,
-            DHV=DHV,
-            L=L,
-            BK=BK,
-            BV=BV,
-            **dot_options(q),
-            # Large tiles: spread the L x L and L x block accumulators over more threads.
-            num_warps=8 if L * max(BK, BV) >= 64 * 64 else 4,
+        sizes = (S, NC, DHK, DHV, DHK**-0.5)
+        launches.fwd_states(
+            (BH, *_blocks(launches.fwd_states, DHK, DHV)), k, v, igate, fgate, C, n, m, *sizes
         )
-        nbk, nbv = triton.cdiv(DHK, BK), triton.cdiv(DHV, BV)
-        scale = DHK**-0.5
-        _fwd_states_kernel[(BH, nbk, nbv)](k, v, igate, fgate, C, n, m, S, NC, scale, **meta)
-        _fwd_output_kernel[(NC, BH, nbv)](
-            q, k, v, igate, fgate, C, n, m, h, den, S, NC, scale, eps, **meta
-        )
+        nbv = _blocks(launches.fwd_output, DHK, DHV)[1]
+        launches.fwd_output((NC, BH, nbv), q, k, v, igate, fgate, C, n, m, h, den, *sizes, eps)
+        if any(ctx.needs_input_grad):
+            _prepare_backward(launches, q, k, v, h, igate, fgate, C, n, m, den, eps)
         ctx.save_for_backward(q, k, v, igate, fgate, C, n, m, den, h)
-        ctx.meta, ctx.eps, ctx.grid = meta, eps, (BH, NC, nbk, nbv)
+        ctx.launches, ctx.eps = launches, eps
         # Copies: the buffers are saved for the backward and must not be changed by the caller.
         final = (
             C[:, NC].reshape(B, NH, DHV, DHK).clone(),
@@ -346,31 +205,36 @@ class _MLSTMChunkwise(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, *_):
         q, k, v, igate, fgate, C, n, m, den, h = ctx.saved_tensors
-        BH, NC, nbk, nbv = ctx.grid
+        launches, eps = ctx.launches, ctx.eps
+        BH, NC = C.shape[0], C.shape[1] - 1
         S, DHK, DHV = q.shape[2], q.shape[3], v.shape[3]
-        meta, eps, scale = ctx.meta, ctx.eps, DHK**-0.5
-        dh = dh.contiguous()
+        scale = DHK**-0.5
+        dh = dh.to(q.dtype).contiguous()
         dhh = (dh.float() * h.float()).sum(-1)
         f32 = dict(device=q.device, dtype=torch.float32)
         dC = torch.empty(BH, NC, DHV, DHK, **f32)
         dn = torch.empty(BH, NC, DHK, **f32)
-        _bwd_states_kernel[(BH, nbk, nbv)](
-            q, dh, igate, fgate, m, den, dhh, dC, dn, S, NC, eps, **meta
-        )
+        launches.bwd_states(
+            (BH, *_blocks(launches.bwd_states, DHK, DHV)),
+            q, dh, igate, fgate, m, den, dhh, dC, dn, S, NC, DHK, DHV, eps,
+        )  # fmt: skip
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        nbk = _blocks(launches.bwd_qk, DHK, DHV)[0]
         qdq = torch.empty(nbk, BH, S, **f32)
         kdk = torch.empty(nbk, BH, S, **f32)
-        _bwd_qk_kernel[(NC, BH, nbk)](
+        launches.bwd_qk(
+            (NC, BH, nbk),
             q, k, v, dh, igate, fgate, C, n, m, den, dhh, dC, dn, dq, dk, qdq, kdk,
-            BH, S, NC, scale, eps, **meta,
+            BH, S, NC, DHK, DHV, scale, eps,
         )  # fmt: skip
-        _bwd_v_kernel[(NC, BH, nbv)](
-            q, k, dh, igate, fgate, m, den, dhh, dC, dv, S, NC, scale, eps, **meta
-        )
+        launches.bwd_v(
+            (NC, BH, _blocks(launches.bwd_v, DHK, DHV)[1]),
+            q, k, dh, igate, fgate, m, den, dhh, dC, dv, S, NC, DHK, DHV, scale, eps,
+        )  # fmt: skip
         qdq, kdk = qdq.sum(0).view_as(igate), kdk.sum(0).view_as(igate)
         d_log_f = (qdq - kdk).flip(-1).cumsum(-1).flip(-1)
-        dfgate = d_log_f * torch.sigmoid(-fgate.float())
-        return dq, dk, dv, kdk.to(igate.dtype), dfgate.to(fgate.dtype), None, None, None
+        dfgate = d_log_f * torch.sigmoid(-fgate)
+        return dq, dk, dv, kdk, dfgate, None, None, None
 
 
 def mlstm_chunkwise_triton(
@@ -386,14 +250,20 @@ def mlstm_chunkwise_triton(
     """Chunkwise mLSTM from ``state`` (None: empty memory); returns h and the final state.
 
     q, k ``(B, NH, S, DHK)``, v ``(B, NH, S, DHV)``, igate, fgate ``(B, NH, S)`` pre-activations
-    in float32, bfloat16 or float16; h comes back in q's dtype, the state in float32 and detached.
-    ``chunk_size`` must be a power of two >= 16. Gradients reach q, k, v and the gates but not an
-    initial state, so one that requires grad is refused (use the PyTorch form for that).
+    in float32, bfloat16 or float16; k and v are taken in q's dtype and the gates in float32, h
+    comes back in q's dtype, the state in float32 and detached. ``chunk_size`` is one of
+    ``MLSTM_CHUNK_SIZES``; float32 products on CUDA cores (TF32 off) run chunks of at most
+    ``FMA_MAX_CHUNK`` steps, the same result up to rounding. Gradients reach q, k, v and the gates
+    but not an initial state, so one that requires grad is refused (use the PyTorch form).
     """
     if q.shape[2] == 0:
         raise ValueError("mlstm_chunkwise_triton needs at least one time step")
-    if chunk_size < 16 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
+    if chunk_size not in MLSTM_CHUNK_SIZES:
+        # Only these tile sizes are compiled and checked ahead of time (see ahead_of_time).
+        raise ValueError(
+            f"chunk_size must be a power of two from 16 to 128 ({MLSTM_CHUNK_SIZES}), "
+            f"got {chunk_size}"
+        )
     if q.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"mlstm_chunkwise_triton supports float32/bfloat16/float16, not {q.dtype}")
     if state is not None and any(x.requires_grad for x in state):
@@ -402,5 +272,7 @@ def mlstm_chunkwise_triton(
             "pass a detached state or use mlstm_chunkwise_with_state"
         )
     init = None if state is None else tuple(x.float() for x in state)
+    # One dtype per launch: the configurations compiled ahead of time are the ones that run.
+    k, v, igate, fgate = k.to(q.dtype), v.to(q.dtype), igate.float(), fgate.float()
     h, C, n, m = _MLSTMChunkwise.apply(q, k, v, igate, fgate, init, chunk_size, eps)
     return h, MLSTMState(C, n, m)
