@@ -29,10 +29,6 @@ class Launch:
     floats: frozenset[str] = field(default_factory=frozenset)
     num_stages: int = 3  # Triton's default: loops load this many iterations ahead
 
-    @property
-    def name(self) -> str:
-        return self.kernel.fn.__name__
-
     def __call__(self, grid: tuple[int, ...], *args) -> None:
         options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
         self.kernel[grid](*args, **self.constexprs, **options)

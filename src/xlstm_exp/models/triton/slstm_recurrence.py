@@ -39,7 +39,8 @@ def slstm_launches(
     padded = max(16, triton.next_power_of_2(head_dim))
     resident = padded <= MAX_RESIDENT
     dots = dot_settings(dtype, on_cuda, tf32)
-    # bfloat16 operands are all the products read of R: halve what each step streams.
+    # With bfloat16 products R is only ever read as bfloat16: pass it so, halving each step's
+    # reads of it.
     r_dtype = torch.bfloat16 if dots["BF16"] else torch.float32
     tile = padded if resident else STREAM_TILE
     constexprs = dict(RESIDENT=resident, TILE=tile, BLOCK_B=BLOCK_B, **dots)
