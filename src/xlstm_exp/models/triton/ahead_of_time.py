@@ -164,6 +164,7 @@ def compile_job(job: Job) -> Resources:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    from xlstm_exp.models.triton import kernel_failure
     from xlstm_exp.models.triton.launch import Launch
 
     kernel = getattr(importlib.import_module(job.module), job.kernel)
@@ -184,10 +185,9 @@ def compile_job(job: Job) -> Resources:
                 options=options,
             )
     except Exception as error:  # noqa: BLE001 - any failure to compile is the finding
-        # Triton's messages start with where the error is and end with what it is.
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
-        summary = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
-        return Resources(job, 0, 0, 0, f"{type(error).__name__}: {summary}")
+        first = str(error).strip().splitlines() or [""]
+        reason = kernel_failure(error) or f"{type(error).__name__}: {first[0]}"
+        return Resources(job, 0, 0, 0, reason)
     report = log.getvalue()
     registers = re.search(r"Used (\d+) registers", report)
     spills = re.search(r"(\d+) bytes spill stores", report)

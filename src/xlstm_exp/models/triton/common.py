@@ -19,11 +19,6 @@ def dot_settings(dtype: torch.dtype, on_cuda: bool, tf32: bool | None = None) ->
     }
 
 
-def dot_options(x: torch.Tensor) -> dict:
-    """The BF16 and PRECISION arguments of `dot` for inputs like `x`."""
-    return dot_settings(x.dtype, x.is_cuda)
-
-
 @triton.jit
 def dot(a, b, BF16: tl.constexpr, PRECISION: tl.constexpr):
     """A matrix product accumulated in float32: bf16 operands for bf16 inputs, float32 ones
