@@ -245,7 +245,7 @@ def slstm_cases(cfg: dict, device, dtype) -> list[Case]:
             slstm_case("triton", B, NH, S, DH, device, f32),
             needs=("cuda", "triton"),
         ),
-        # Compiles its CUDA kernel first (~20 s and more): run last, in a child process.
+        # Compiles its CUDA kernel first (its note gives how long): run last, in a child process.
         Case(
             "slstm",
             "official sLSTMCell, backend cuda",

@@ -29,10 +29,10 @@ from gpu_result import result_name
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lstm", "slstm", "mlstm", "transformer")
-# The slowest of the four ~20M models (the sLSTM's 256 sequential steps, Lightning's per-step
-# work) on an H100/H200, a guess until a GPU sweep measures it: a 2-core CPU trains these models
-# at 1-2k tokens/s and a GPU is taken as 50-100 times that. The sweep's `tokens/s` column gives
-# the number to use next time.
+# Training tokens/s of the slowest of the four ~20M models (the sLSTM's sequential steps,
+# Lightning's per-step work) on an H100/H200: assumed, not measured; what it was derived from is
+# in bench/results/2026-11-29-bench-comment-figures.md. The sweep's `tokens/s` column gives the
+# number to use next time.
 TOKENS_PER_S = 100_000
 # Seconds, estimated, that are not training steps. Once a sweep: Python, torch, Lightning and
 # Hydra imports; and the tables at the end (kept out of the sweep's own time limit).

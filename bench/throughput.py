@@ -169,7 +169,8 @@ def run_row(row: dict, args) -> dict:
 
 def all_rows(args) -> list[dict]:
     """Ours and peers at the base context, the long contexts for mLSTM and attention, then the
-    compared pairs again under bf16 autocast (this CPU's bf16 matmuls are ~3x its float32)."""
+    compared pairs again under bf16 autocast (each run measures the bf16 and float32 matmul
+    peaks; the results file's header gives both)."""
     base = args.contexts[0]
     specs = [(spec, base, "float32") for spec in OURS + PEERS]
     specs += [(spec, context, "float32") for context in args.contexts[1:] for spec in LONG]

@@ -50,7 +50,8 @@ GROUPS = [
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The choices of a config group; files starting with `_` are shared defaults, not choices."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
@@ -103,3 +104,36 @@ def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.C
         text=True,
         timeout=600,
     )
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[torch.nn.Module, object]:
+    """A checkpoint's weights in a model rebuilt from the run config it carries, with the data
+    module of that config: built with the public factory rather than the framework's own
+    loaders, so that tests can check the numbers those loaders report independently."""
+    from hydra.utils import instantiate
+
+    from xlstm_exp.models.factory import build_language_model
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    config = checkpoint["xlstm_exp_config"]
+    datamodule = instantiate(config["data"])
+    options = dict(config["model"])
+    vocab_size = options.pop("vocab_size") or datamodule.vocab_size
+    model, _ = build_language_model(vocab_size, block=config["block"], **options)
+    state = checkpoint["state_dict"]
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    return model.eval(), datamodule
+
+
+@torch.no_grad()
+def windowed_loss(model: torch.nn.Module, tokens: torch.Tensor, context_length: int) -> float:
+    """Mean NLL of tokens[1:] in float32, each run of `context_length` targets predicted from
+    the tokens of its own window only (a shorter window at the end), in plain torch."""
+    inputs, targets = tokens[:-1], tokens[1:]
+    full = inputs.numel() // context_length * context_length
+    logits = [model(inputs[:full].view(-1, context_length)).flatten(0, 1)]
+    if full < inputs.numel():
+        logits.append(model(inputs[full:][None])[0])
+    nll = torch.nn.functional.cross_entropy(torch.cat(logits).float(), targets, reduction="sum")
+    return nll.item() / targets.numel()

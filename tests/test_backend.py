@@ -9,8 +9,10 @@ import torch
 
 from xlstm_exp.models import LanguageModel, backend
 from xlstm_exp.models import triton as triton_kernels
+from xlstm_exp.models.attention_mixer import AttentionMixer
 from xlstm_exp.models.backend import BACKENDS, run_kernel, use_triton
 from xlstm_exp.models.factory import build_language_model
+from xlstm_exp.models.lstm_mixer import LSTMMixer
 from xlstm_exp.models.slstm_mixer import SLSTMMixer
 from xlstm_exp.models.triton import MLSTM_CHUNK_SIZES, kernel_failure
 
@@ -44,11 +46,16 @@ def test_unknown_backend_is_refused_when_the_model_is_built():
 
 
 def test_backend_reaches_the_xlstm_mixers_only():
+    # Backends other than the mixers' default "auto", so that one left unpassed shows.
     model = LanguageModel(
         64, 32, 2, 4, mixer="mlstm", block="pre", slstm_at=[1], slstm_block="post", backend="torch"
     )
     assert [block.mixer.backend for block in model.blocks] == ["torch", "torch"]
-    LanguageModel(64, 32, 2, 4, mixer="lstm", block="post", backend="torch")  # no backend kwarg
+    # The others take no backend option: passed one, they would refuse it and fail the build.
+    for mixer, cls in [("lstm", LSTMMixer), ("attention", AttentionMixer)]:
+        model = LanguageModel(64, 32, 2, 4, mixer=mixer, block="post", backend="triton")
+        for block in model.blocks:
+            assert type(block.mixer) is cls and not hasattr(block.mixer, "backend")
 
 
 # --- auto falls back to PyTorch where a Triton kernel cannot run ------------------------------
@@ -204,14 +211,19 @@ def test_which_errors_count_as_a_kernel_failing_to_compile_or_launch():
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_mlstm_chunk_size_is_a_kernel_tile_size_on_every_backend(name):
+    def build(chunk_size):
+        options = {"mlstm": {"chunk_size": chunk_size}}
+        return LanguageModel(VOCAB, 32, 1, 2, mixer="mlstm", backend=name, mixer_options=options)
+
     for chunk_size in (8, 48, 256):
         with pytest.raises(
             ValueError,
             match=rf"mLSTM chunk_size={chunk_size} must be one of 16, 32, 64, 128 \(the Triton",
         ):
-            LanguageModel(VOCAB, 32, 1, 2, mixer_options={"mlstm": {"chunk_size": chunk_size}})
+            build(chunk_size)
     for chunk_size in MLSTM_CHUNK_SIZES:
-        LanguageModel(VOCAB, 32, 1, 2, mixer_options={"mlstm": {"chunk_size": chunk_size}})
+        mixer = build(chunk_size).blocks[0].mixer
+        assert (mixer.backend, mixer.chunk_size) == (name, chunk_size)
 
 
 def test_slstm_heads_too_wide_for_the_kernel_are_refused_by_backend_triton():
@@ -221,7 +233,7 @@ def test_slstm_heads_too_wide_for_the_kernel_are_refused_by_backend_triton():
         r"of 256: raise num_heads to at least 3, or use backend=torch",
     ):
         SLSTMMixer(600, 2, backend="triton")
-    SLSTMMixer(512, 2, backend="triton")
+    assert SLSTMMixer(512, 2, backend="triton").fits_triton  # head dim 256: the limit itself
 
 
 def test_slstm_heads_too_wide_under_auto_warn_once_and_run_pytorch(monkeypatch):

@@ -1,5 +1,8 @@
 """Every shipped config option composes and instantiates."""
 
+import inspect
+import json
+
 import pytest
 import torch
 from helpers import CONF, GROUPS, TINY, compose_train, options
@@ -8,7 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from wikitext_mirror import tiny_mirror
 
-from xlstm_exp.run import build_model, instantiate_all
+from xlstm_exp.from_config import build_model
+from xlstm_exp.models import LanguageModel
+from xlstm_exp.run import instantiate_all, run_job, train
 
 OTHER_GROUPS = [g for g in GROUPS if g not in ("model", "block")]
 
@@ -71,3 +76,30 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.finish()
+
+
+def test_every_model_config_has_the_base_keys_and_only_language_model_arguments(tmp_path):
+    # `block` is a group of its own; `target_params` is solved into d_model before building.
+    arguments = set(inspect.signature(LanguageModel).parameters) - {"block"} | {"target_params"}
+    base = set(OmegaConf.load(CONF / "model" / "_base.yaml"))
+    assert base == arguments, "conf/model/_base.yaml documents every LanguageModel argument"
+    for model in options("model"):
+        keys = set(compose_train([f"model={model}"], tmp_path).model)
+        assert keys == base, model
+
+
+def test_a_model_key_sweeps_across_every_model(tmp_path):
+    # `-m model=lstm,mlstm model.backend=torch` composes each job as this does.
+    for model in options("model"):
+        cfg = compose_train([f"model={model}", "model.backend=torch"], tmp_path)
+        assert cfg.model.backend == "torch"
+
+
+def test_train_returns_the_optimized_metric_and_refuses_unknown_ones(tmp_path):
+    cfg = compose_train([*TINY, "model=lstm", "optimized_metric=val/ppl", "test=false"], tmp_path)
+    value = run_job(cfg)
+    assert value == json.loads((tmp_path / "metrics.json").read_text())["val/ppl"]
+    wrong = compose_train([*TINY, "optimized_metric=val/acc"], tmp_path / "wrong")
+    with pytest.raises(ValueError, match="optimized_metric=val/acc is not a metric.*val/bpb"):
+        train(wrong)
+    assert not (tmp_path / "wrong" / "config.yaml").exists(), "refused before any work"

@@ -97,6 +97,10 @@ def test_ddp_on_two_processes_follows_one_process_with_the_same_global_batch(tmp
     expected, got = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert got["global_step"] == expected["global_step"] == 4
     assert got["train/tokens"] == expected["train/tokens"] == 4 * 8 * 32  # summed over ranks
+    # What the loggers (W&B, csv) show counts every process's tokens too.
+    tokens_one, tokens_two = logged(one, "train/tokens"), logged(two, "train/tokens")
+    assert list(tokens_two.values()) == list(tokens_one.values()) == [256, 512, 768, 1024]
+    assert ddp.stdout.count("metrics in") == 1, "one process prints the summary"
     for key in ["val/loss", "test/loss"]:
         assert got[key] == pytest.approx(expected[key], rel=1e-5), key
     val_one, val_two = logged(one, "val/loss"), logged(two, "val/loss")

@@ -5,7 +5,8 @@ import pytest
 import torch
 from helpers import TINY, compose_train, options
 
-from xlstm_exp.run import build_model, keep_early_stopping, train
+from xlstm_exp.from_config import build_model
+from xlstm_exp.run import keep_early_stopping, train
 
 PAPER_BLOCKS = {
     "mlstm": ["pre", "pre"],

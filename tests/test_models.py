@@ -1,23 +1,36 @@
 """The language-model stack for every mixer x block: numbers, not shapes."""
 
+from itertools import combinations
+
 import pytest
 import torch
+from toy_mixer import mixer_names, registered_toy  # noqa: F401  (the fixture pytestmark uses)
 
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.causal_conv import CausalConv1d
 from xlstm_exp.models.language_model import slstm_positions
 
-MIXERS = ["lstm", "attention", "slstm", "mlstm"]
-BLOCKS = ["pre", "post"]
-COMBOS = [(m, b) for m in MIXERS for b in BLOCKS] + [("xlstm", "pre")]
+pytestmark = pytest.mark.usefixtures("registered_toy")
+
+# Every registered mixer (and the toy) in both blocks, and an xLSTM[a:b] mix of every two
+# mixable cells, each in its paper block (block=auto), the second one at block 1.
+COMBOS = [
+    pytest.param(mixer, block, None, id=f"{mixer}-{block}")
+    for mixer in mixer_names()
+    for block in ("pre", "post")
+] + [
+    pytest.param(mixer, "auto", mix_with, id=f"xlstm-{mixer}+{mix_with}")
+    for mixer, mix_with in combinations(mixer_names(mixable=True), 2)
+]
 VOCAB = 40
 
 
-def make_model(mixer: str, block: str, **options) -> LanguageModel:
+def make_model(mixer: str, block: str, mix_with: str | None = None, **options) -> LanguageModel:
     """A small float64 model whose parameters are all perturbed away from their initial values,
-    so zero-initialised recurrences and gate weights are exercised too."""
+    so zero-initialised recurrences and gate weights are exercised too; with `mix_with`, an
+    xLSTM[a:b] mix whose block 1 runs that mixer."""
     torch.manual_seed(0)
-    mix = {"mixer": "mlstm", "slstm_at": [1], "slstm_block": "post"} if mixer == "xlstm" else {}
+    mix = {"slstm_at": [1], "mix_with": mix_with} if mix_with else {}
     kwargs = {"mixer": mixer, "mixer_options": {"mlstm": {"chunk_size": 16}}, **mix, **options}
     model = LanguageModel(VOCAB, d_model=32, num_layers=2, num_heads=2, block=block, **kwargs)
     model = model.double()
@@ -31,9 +44,9 @@ def tokens(batch: int = 3, length: int = 29, seed: int = 1) -> torch.Tensor:
     return torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize(("mixer", "block"), COMBOS)
-def test_forward_backward_finite_and_every_parameter_learns(mixer, block):
-    model = make_model(mixer, block).train()
+@pytest.mark.parametrize(("mixer", "block", "mix_with"), COMBOS)
+def test_forward_backward_finite_and_every_parameter_learns(mixer, block, mix_with):
+    model = make_model(mixer, block, mix_with).train()
     x = tokens()
     loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.roll(-1, 1).flatten())
     loss.backward()
@@ -43,9 +56,9 @@ def test_forward_backward_finite_and_every_parameter_learns(mixer, block):
         assert p.grad.abs().sum() > 0, f"{name} gets no gradient"
 
 
-@pytest.mark.parametrize(("mixer", "block"), COMBOS)
-def test_causality_a_future_token_changes_no_past_output(mixer, block):
-    model = make_model(mixer, block)
+@pytest.mark.parametrize(("mixer", "block", "mix_with"), COMBOS)
+def test_causality_a_future_token_changes_no_past_output(mixer, block, mix_with):
+    model = make_model(mixer, block, mix_with)
     x = tokens()
     t = 13
     changed = x.clone()
@@ -55,9 +68,9 @@ def test_causality_a_future_token_changes_no_past_output(mixer, block):
     assert (a[:, t] - b[:, t]).abs().max() > 1e-6
 
 
-@pytest.mark.parametrize(("mixer", "block"), COMBOS)
-def test_batch_independence_and_determinism(mixer, block):
-    model = make_model(mixer, block)
+@pytest.mark.parametrize(("mixer", "block", "mix_with"), COMBOS)
+def test_batch_independence_and_determinism(mixer, block, mix_with):
+    model = make_model(mixer, block, mix_with)
     x = tokens()
     other = x.clone()
     other[1:] = tokens(seed=2)[1:]
@@ -67,9 +80,9 @@ def test_batch_independence_and_determinism(mixer, block):
     assert torch.equal(model(x), a), "the same input twice must give the same output"
 
 
-@pytest.mark.parametrize(("mixer", "block"), COMBOS)
-def test_prefill_chunks_then_steps_equal_one_full_forward(mixer, block):
-    model = make_model(mixer, block)
+@pytest.mark.parametrize(("mixer", "block", "mix_with"), COMBOS)
+def test_prefill_chunks_then_steps_equal_one_full_forward(mixer, block, mix_with):
+    model = make_model(mixer, block, mix_with)
     x = tokens(length=37)
     full = model(x)
     logits, state = model(x[:, :11], return_state=True)
@@ -82,9 +95,9 @@ def test_prefill_chunks_then_steps_equal_one_full_forward(mixer, block):
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize(("mixer", "block"), COMBOS)
-def test_bf16_autocast_forward_stays_finite_and_close(mixer, block):
-    model = make_model(mixer, block).float()
+@pytest.mark.parametrize(("mixer", "block", "mix_with"), COMBOS)
+def test_bf16_autocast_forward_stays_finite_and_close(mixer, block, mix_with):
+    model = make_model(mixer, block, mix_with).float()
     x = tokens()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(x)
@@ -153,3 +166,13 @@ def test_unknown_mixer_and_block_name_the_choices():
         LanguageModel(VOCAB, mixer="gru")
     with pytest.raises(ValueError, match="post"):
         LanguageModel(VOCAB, mixer="lstm", block="middle")
+
+
+def test_causal_conv_float64_taps_equal_conv1d():
+    torch.manual_seed(0)
+    conv = CausalConv1d(6, kernel_size=4)
+    x, state = torch.randn(2, 9, 6), torch.randn(2, 3, 6)
+    low, low_state = conv(x, state)
+    high, high_state = conv.double()(x.double(), state.double())
+    torch.testing.assert_close(high.float(), low, rtol=0, atol=1e-6)
+    assert torch.equal(high_state.float(), low_state)

@@ -3,9 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from toy_mixer import mixer_names, registered_toy  # noqa: F401  (the fixture pytestmark uses)
 
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.stream_eval import is_recurrent, sliding_window_nll, stateful_nll
+
+pytestmark = pytest.mark.usefixtures("registered_toy")
 
 TOKENS = torch.randint(0, 30, (101,), generator=torch.Generator().manual_seed(0))
 
@@ -16,7 +19,7 @@ def full_sequence_nll(model, tokens) -> float:
     return F.cross_entropy(logits.double(), tokens[1:], reduction="sum").item()
 
 
-@pytest.mark.parametrize("mixer", ["lstm", "slstm", "mlstm"])
+@pytest.mark.parametrize("mixer", mixer_names(is_recurrent=True))
 def test_carrying_the_state_equals_one_forward_over_the_whole_stream(mixer):
     torch.manual_seed(0)
     model = LanguageModel(30, d_model=32, num_layers=2, num_heads=2, mixer=mixer).double()
@@ -26,9 +29,11 @@ def test_carrying_the_state_equals_one_forward_over_the_whole_stream(mixer):
     assert total == pytest.approx(full_sequence_nll(model, TOKENS), rel=1e-9)
 
 
-def test_sliding_window_scores_each_target_once_with_its_stated_context():
+# Mixers whose state grows with the context (attention) are scored with sliding windows.
+@pytest.mark.parametrize("mixer", mixer_names(is_recurrent=False))
+def test_sliding_window_scores_each_target_once_with_its_stated_context(mixer):
     torch.manual_seed(0)
-    model = LanguageModel(30, d_model=32, num_layers=2, num_heads=2, mixer="attention").double()
+    model = LanguageModel(30, d_model=32, num_layers=2, num_heads=2, mixer=mixer).double()
     assert not is_recurrent(model)
     total, count = sliding_window_nll(model, TOKENS, window=200, stride=7)
     assert count == 100 and total == pytest.approx(full_sequence_nll(model, TOKENS), rel=1e-9)

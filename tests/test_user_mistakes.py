@@ -78,6 +78,7 @@ def test_another_model_or_vocabulary_stops_before_loading(tmp_path):
         "data=wikitext2",
         f"data.path={mirror}",
         "data.name=tiny-v1",
+        "tokenizer=bpe",  # the checkpoint's tokenizer is the default; this one is another
         "tokenizer.vocab_size=300",
         f"tokenizer.cache_dir={tmp_path / 'cache'}",
     ]

@@ -2,9 +2,8 @@
 
 glibc serves every allocation above 32 MiB with a fresh mmap and returns it to the system when
 freed. On a CPU, a training step's activations are mostly that large, so each step page-faults
-all of its memory in again: measured here at 2 cores, the mLSTM model at batch 8 x 4096 tokens
-trained 2.7x slower (38.9M page faults in five steps) than with the allocator told to keep and
-reuse its memory. The cost is that the process holds on to its peak memory.
+all of its memory in again (what that costs: bench/results/2026-11-29-bench-comment-figures.md).
+The cost of keeping it is that the process holds on to its peak memory.
 """
 
 import ctypes

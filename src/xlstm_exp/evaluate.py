@@ -1,41 +1,29 @@
-"""Evaluate a checkpoint on the validation and test splits; write metrics.json."""
+"""eval.py's job: score a checkpoint on the validation and test splits; write metrics.json."""
 
-import json
-import math
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from xlstm_exp.checkpoint import CONFIG_KEY, check_same_model, load_checkpoint
+from xlstm_exp.evaluation import score, stream_metrics, write_metrics
+from xlstm_exp.from_config import build_data, build_model
 from xlstm_exp.lm import LanguageModelingModule
-from xlstm_exp.run import build_model, parameter_counts, summary
-from xlstm_exp.stream_eval import is_recurrent, sliding_window_nll, stateful_nll
+from xlstm_exp.models.factory import parameter_counts
 
 
-def stream_metrics(model, datamodule, options: DictConfig, context_length: int) -> dict:
-    """Each split scored as one stream: recurrent models carry their state across windows,
-    attention slides a window over the stream."""
-    window = options.window or context_length
-    stride = options.stride or max(1, window // 2)
-    metrics = {}
-    for split in ("val", "test"):
-        tokens = datamodule.tokens(split)
-        if is_recurrent(model):
-            nll, count = stateful_nll(model, tokens, window)
-            method = f"state carried across windows of {window}"
-        else:
-            nll, count = sliding_window_nll(model, tokens, window, stride)
-            method = f"sliding window of {window}, stride {stride}"
-        metrics[f"{split}/stateful_loss"] = nll / count
-        metrics[f"{split}/stateful_ppl"] = math.exp(nll / count)
-        metrics[f"{split}/stateful_method"] = method
-        counts = datamodule.eval_counts(split) if hasattr(datamodule, "eval_counts") else None
-        if counts and counts["tokens"] == count:
-            metrics[f"{split}/stateful_word_ppl"] = math.exp(nll / counts["words"])
-            metrics[f"{split}/stateful_bpb"] = nll / (counts["bytes"] * math.log(2))
-    return metrics
+def data_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
+    """The data to score on: the checkpoint's own, or `data=...` read with the checkpoint's
+    tokenizer (the one its vocabulary was built from) unless `tokenizer=...` is given too."""
+    if cfg.get("data") is None:
+        return trained.data
+    if cfg.get("tokenizer") is not None or trained.get("tokenizer") is None:
+        return cfg.data
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.tokenizer = trained.tokenizer
+    return cfg.data
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -47,16 +35,15 @@ def evaluate(cfg: DictConfig) -> dict:
             f"checkpoint {cfg.ckpt_path} carries no run config; was it written by train.py?"
         )
     trained = OmegaConf.create(checkpoint[CONFIG_KEY])
-    data_cfg = cfg.data if cfg.get("data") is not None else trained.data
-    datamodule = instantiate(data_cfg)
+    data_cfg = data_config(cfg, trained)
+    datamodule = build_data(data_cfg)
     model, _ = build_model(trained, datamodule.vocab_size)
     requested = {"data": OmegaConf.to_container(data_cfg, resolve=True)}
     check_same_model(checkpoint, model, requested, cfg.ckpt_path)
     module = LanguageModelingModule(model)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[instantiate(cfg.progress_bar)])
-    results = dict(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
-    results.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    results = score(trainer, module, datamodule, test=True)
 
     choices = HydraConfig.get().runtime.choices
     metrics = {
@@ -65,18 +52,13 @@ def evaluate(cfg: DictConfig) -> dict:
         "block": trained.choices.block,
         "data": choices.get("data") or trained.choices.data,
         **parameter_counts(model),
-        **{k: float(v) for k, v in results.items()},
+        **results,
         "global_step": checkpoint.get("global_step"),
         "train/tokens": checkpoint.get("train_tokens"),
     }
     if cfg.eval.stateful:
-        metrics.update(stream_metrics(model, datamodule, cfg.eval, data_cfg.context_length))
-    for split in ("val", "test"):
-        if hasattr(datamodule, "floor_ppl"):
-            metrics[f"{split}/floor_ppl"] = datamodule.floor_ppl(split)
-            metrics[f"{split}/unigram_ppl"] = datamodule.unigram_ppl(split)
+        metrics.update(stream_metrics(trainer, model, datamodule, cfg.eval.window, cfg.eval.stride))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(summary(metrics, output_dir))
+    write_metrics(trainer, metrics, output_dir)
     return metrics

@@ -3,13 +3,12 @@
 import sys
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer
 
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY, load_checkpoint
+from xlstm_exp.from_config import build_data, build_model
 from xlstm_exp.lm import LanguageModelingModule
-from xlstm_exp.run import build_model
 from xlstm_exp.sampling import check_sampling, generate_tokens
 
 
@@ -19,7 +18,7 @@ def text_codec(checkpoint: dict, trained: DictConfig):
     if checkpoint.get(TOKENIZER_KEY):
         tokenizer = Tokenizer.from_str(checkpoint[TOKENIZER_KEY])
         return (lambda text: tokenizer.encode(text).ids), tokenizer.decode
-    datamodule = instantiate(trained.data)
+    datamodule = build_data(trained.data)
     return datamodule.encode, datamodule.decode
 
 

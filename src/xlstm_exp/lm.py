@@ -11,29 +11,32 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import SumMetric
 
+from xlstm_exp import console
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY
+from xlstm_exp.data.contract import LanguageDataModule
+from xlstm_exp.grad_norm import gradient_norm, shard_replicas
 from xlstm_exp.models.mixer import Mixer
+from xlstm_exp.models.seed_api import xLSTM
+from xlstm_exp.perplexity import per_word_and_byte
 from xlstm_exp.schedule import warmup_cosine
 
 IGNORE_INDEX = -100
 
 
 def weight_decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(decayed, undecayed) parameters: weight matrices only are decayed. Norms, biases, gate
-    biases and embeddings keep their values (the paper's recipe excludes the token embedding
-    explicitly), and so do the matrices a mixer declares undecayed (the official groups leave
-    out sLSTM's recurrent kernel)."""
+    """(decayed, undecayed) parameters: weight matrices only are decayed. Vectors (norms,
+    biases, gates), the token embedding (the paper's recipe excludes it explicitly) and what a
+    mixer declares in `Mixer.no_weight_decay` (the official groups leave out sLSTM's recurrent
+    kernel and head-wise biases) keep their values."""
     kept = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     for mixer in model.modules():
         if isinstance(mixer, Mixer):
             kept.update(id(p) for p in mixer.no_weight_decay())
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        is_matrix = param.ndim >= 2 and id(param) not in kept
-        is_matrix = is_matrix and not name.endswith("bias")  # sLSTM keeps (NH, 4, DH) biases
-        (decay if is_matrix else no_decay).append(param)
+    for param in model.parameters():
+        if param.requires_grad:
+            is_matrix = param.ndim >= 2 and id(param) not in kept
+            (decay if is_matrix else no_decay).append(param)
     return decay, no_decay
 
 
@@ -56,7 +59,7 @@ class LanguageModelingModule(L.LightningModule):
         """`run_config`, the resolved run config, is stored in every checkpoint so that the
         model can be rebuilt from the checkpoint alone."""
         super().__init__()
-        if getattr(model, "bidirectional", False):
+        if isinstance(model, xLSTM) and model.bidirectional:
             raise ValueError(
                 "a bidirectional model reads future tokens, so it cannot be trained as a causal "
                 "language model; build it with bidirectional=False"
@@ -68,7 +71,9 @@ class LanguageModelingModule(L.LightningModule):
         self._rng_to_restore: dict | None = None
         self.eval_nll = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.eval_tokens = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        # Summed over all processes: the run's tokens, not one rank's share.
         self.train_tokens = 0
+        self._step_tokens = 0
         self.train_seconds = 0.0
         # [training tokens seen, validation perplexity] at each validation: the learning curve
         # that sweep reports plot (lists, as metrics.json stores them).
@@ -106,21 +111,34 @@ class LanguageModelingModule(L.LightningModule):
             )
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/ppl", loss.exp())
-        self.train_tokens += count
+        # Ranks may score different numbers of targets (padding), so the counts are summed.
+        counted = torch.tensor(float(count), device=nll.device)
+        self._step_tokens = int(self.trainer.strategy.reduce(counted, reduce_op="sum"))
+        self.train_tokens += self._step_tokens
         self.log("train/tokens", float(self.train_tokens))
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        norms = [p.grad.norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("grad_norm", torch.linalg.vector_norm(torch.stack(norms)))
+        strategy = self.trainer.strategy
+        # Under FSDP each process holds a shard of every gradient: the norm sums all shards.
+        replicas = shard_replicas(strategy)
+        sum_over_processes = None
+        if replicas is not None:
+
+            def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
+                return strategy.reduce(x, reduce_op="sum") / replicas
+
+        norm = gradient_norm(self.parameters(), sum_over_processes)
+        if norm is not None:
+            self.log("grad_norm", norm)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Plain containers and tensors only, so the checkpoint loads with weights_only=True.
         checkpoint[CONFIG_KEY] = self.run_config
-        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
+        data = self.trainer.datamodule
+        tokenizer = data.tokenizer_json() if isinstance(data, LanguageDataModule) else None
         if tokenizer is not None:
-            checkpoint[TOKENIZER_KEY] = tokenizer.to_str()
+            checkpoint[TOKENIZER_KEY] = tokenizer
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         checkpoint["train_tokens"] = self.train_tokens
         # With the tokens, so that a resumed run's throughput counts the time before it too; a
@@ -147,8 +165,7 @@ class LanguageModelingModule(L.LightningModule):
         seconds = perf_counter() - self._batch_start
         self.train_seconds += seconds
         self._in_step = False
-        tokens = batch[1].numel()
-        self.log("train/tokens_per_s", tokens / max(seconds, 1e-9), prog_bar=True)
+        self.log("train/tokens_per_s", self._step_tokens / max(seconds, 1e-9), prog_bar=True)
 
     def _eval_step(self, split: str, batch) -> None:
         nll, count = self._summed_nll(batch)
@@ -165,16 +182,13 @@ class LanguageModelingModule(L.LightningModule):
         log(f"{split}/loss", loss, prog_bar=split == "val")
         log(f"{split}/ppl", loss.exp(), prog_bar=split == "val")
         if split == "val" and self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            seen = self.train_tokens * self.trainer.world_size
-            self.val_history.append([seen, float(loss.exp())])
+            self.val_history.append([self.train_tokens, float(loss.exp())])
             self.validated_step = self.global_step
-        # Per-word and per-byte numbers compare across tokenizers; they need the data's word
-        # and byte counts, which hold only when the whole split was scored.
-        datamodule = getattr(self.trainer, "datamodule", None)
-        counts = datamodule.eval_counts(split) if hasattr(datamodule, "eval_counts") else None
-        if counts and int(tokens) == counts["tokens"]:
-            log(f"{split}/word_ppl", (nll / counts["words"]).exp())
-            log(f"{split}/bpb", nll / (counts["bytes"] * math.log(2)))
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, LanguageDataModule):
+            counts = datamodule.eval_counts(split)
+            for name, value in per_word_and_byte(float(nll), int(tokens), counts).items():
+                log(f"{split}/{name}", value)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -200,7 +214,13 @@ class LanguageModelingModule(L.LightningModule):
             eps=self.eps,
         )
         total = self.trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else self.warmup_steps
+        total = int(total) if math.isfinite(total) else None
+        if total is None:
+            console.warning(
+                "the run's length in steps is unknown (a streamed epoch under max_epochs), so the "
+                "learning rate stays at its peak after the warm-up; set trainer.max_steps or "
+                "max_tokens for the cosine decay"
+            )
         schedule = partial(
             warmup_cosine,
             warmup_steps=self.warmup_steps,

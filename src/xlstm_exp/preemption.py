@@ -7,6 +7,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from xlstm_exp import console
+
 
 class PreemptionCheckpoint(Callback):
     """Write `<dirpath>/<filename>` when a cluster pre-empts the job (SIGTERM) or on a first
@@ -27,12 +29,12 @@ class PreemptionCheckpoint(Callback):
         if self._interrupted:
             raise KeyboardInterrupt
         self._interrupted = True
-        print("\nCtrl-C: checkpointing after this step (again to abort at once)", flush=True)
+        console.info("Ctrl-C: checkpointing after this step (again to abort at once)")
 
     def _save(self, trainer) -> None:
         trainer.save_checkpoint(self.path)
         self.saved = True
-        print(f"resumable checkpoint written to {self.path}", flush=True)
+        console.info(f"resumable checkpoint written to {self.path}")
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # Handlers can only be set from the main thread (not, e.g., from a notebook worker).

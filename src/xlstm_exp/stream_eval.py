@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlstm_exp.models.language_model import LanguageModel
 from xlstm_exp.models.state import detach_state
 
 
@@ -14,8 +15,9 @@ def summed_nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def is_recurrent(model: nn.Module) -> bool:
-    """Whether every layer carries a fixed-size state (no attention)."""
-    return "attention" not in getattr(model, "layer_mixers", ["attention"])
+    """Whether the model can score a stream window by window from a carried state: a
+    `LanguageModel` whose every mixer declares a fixed-size state (`Mixer.is_recurrent`)."""
+    return isinstance(model, LanguageModel) and model.is_recurrent
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 
@@ -37,3 +38,17 @@ def build_loggers(cfg: DictConfig, labels: list[str], output_dir: Path) -> list:
             instantiate(entry, **(wandb_options(labels, output_dir) if is_wandb else {}))
         )
     return loggers
+
+
+def publish_summary(loggers: list, metrics: dict, is_global_zero: bool) -> None:
+    """The run's final metrics as the W&B run summary (what a dashboard table shows)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and is_global_zero:
+            logger.experiment.summary.update(metrics)
+
+
+def finish_wandb(loggers: list) -> None:
+    """Close the W&B run, so that each job of a sweep gets its own."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.finish()

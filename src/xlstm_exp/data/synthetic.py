@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from xlstm_exp.data.contract import LanguageDataModule
 from xlstm_exp.data.synthetic_corpus import EOD, SyntheticProcess
 from xlstm_exp.data.windows import (
     EvalShardSampler,
@@ -22,7 +22,7 @@ from xlstm_exp.data.windows import (
 SPLITS = ("train", "val", "test")
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(LanguageDataModule):
     """Train/val/test streams of one `SyntheticProcess`, from independent random streams.
 
     Batches are ``(input_ids, targets)``, both ``(B, T)`` long tensors, with targets -100 where
@@ -159,6 +159,9 @@ class SyntheticDataModule(L.LightningDataModule):
         counts = np.bincount(self._split("train"), minlength=self.vocab_size) + 1.0
         log_probs = np.log(counts / counts.sum())
         return math.exp(-float(log_probs[self._split(split)[1:]].mean()))
+
+    def reference_ppl(self, split: str) -> dict[str, float]:
+        return {"floor_ppl": self.floor_ppl(split), "unigram_ppl": self.unigram_ppl(split)}
 
     def encode(self, text: str) -> list[int]:
         """Token ids of whitespace-separated token strings (as `decode` writes them)."""

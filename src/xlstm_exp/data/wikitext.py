@@ -9,13 +9,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from xlstm_exp.data.contract import EVAL_SPLITS, LanguageDataModule
 from xlstm_exp.data.text_counts import as_line, text_counts
 from xlstm_exp.data.token_stream import (
     PackedStream,
@@ -27,10 +27,8 @@ from xlstm_exp.data.tokenization import TokenizerSpec, cache_file, encode_lines,
 from xlstm_exp.data.wikitext_source import WikiTextSource
 from xlstm_exp.data.windows import EvalShardSampler, PaddedWindows, TokenWindows
 
-EVAL_SPLITS = ("val", "test")
 
-
-class WikiTextDataModule(L.LightningDataModule):
+class WikiTextDataModule(LanguageDataModule):
     """WikiText for language modelling, with numbers comparable across tokenizers.
 
     Batches are ``(input_ids, targets)``, both ``(B, T)`` long tensors, targets -100 where
@@ -198,7 +196,12 @@ class WikiTextDataModule(L.LightningDataModule):
             state_dict = {"epoch": state_dict["epoch"], **restart}
         self._position.load_state_dict(state_dict)
 
+    def tokenizer_json(self) -> str:
+        return self.tokenizer.to_str()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
     def decode(self, ids: Sequence[int] | Tensor | np.ndarray) -> str:
-        """The text of token ids; negative ids (padding) are skipped."""
         values = np.asarray(ids.tolist() if isinstance(ids, Tensor) else ids).ravel().tolist()
         return self.tokenizer.decode([i for i in values if i >= 0], skip_special_tokens=False)

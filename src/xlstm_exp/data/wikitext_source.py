@@ -1,8 +1,8 @@
 """Where WikiText comes from: a Hub id or a local folder in the Hub's layout, via `datasets`.
 
 Every failure names ``data.path`` and ``data.name`` and says what to change; nothing falls back
-to other data. Without network the Hub is refused within seconds instead of after the ~23 s of
-retries `datasets` makes before giving up.
+to other data. Without network the Hub is refused within seconds instead of after the retries
+`datasets` makes before giving up.
 """
 
 from __future__ import annotations

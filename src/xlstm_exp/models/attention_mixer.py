@@ -34,6 +34,8 @@ class AttentionMixer(Mixer):
 
     reads_conv_branch = False
     paper_block = "post"  # the usual pre-norm Transformer block
+    is_recurrent = False
+    state_type = KVCache
 
     def __init__(self, width: int, num_heads: int, dropout: float = 0.0, rope_base: float = 1e4):
         super().__init__()
@@ -57,7 +59,11 @@ class AttentionMixer(Mixer):
         # The official code's scheme for any projection (GPT-NeoX's): small-init into the
         # heads, Wang-init back into the residual stream.
         small_init_(self.qkv_proj.weight, scales)
-        wang_init_(self.out_proj.weight, scales)
+        for weight in self.output_projections():
+            wang_init_(weight, scales)
+
+    def output_projections(self) -> list[nn.Parameter]:
+        return [self.out_proj.weight]
 
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state: KVCache | None = None):
         batch, length, width = x_conv.shape

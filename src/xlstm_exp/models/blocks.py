@@ -1,6 +1,7 @@
 """Residual blocks around any mixer: the xLSTM paper's two block kinds, and which one a layer
 gets (`auto`: the block the paper runs its mixer in)."""
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
@@ -26,20 +27,22 @@ class BlockState(NamedTuple):
 class ResidualBlock(nn.Module, ABC):
     """A block of the stack: `block(x, state) -> (x', state)` at the residual width. Its
     up-projection width is `up_width`, or by default `proj_factor * d_model` rounded up to a
-    multiple of `up_width_step(num_heads)`."""
+    multiple of `up_width_step(num_heads, mixer)`."""
 
     kind: ClassVar[str]
     default_proj_factor: ClassVar[float]
 
     @staticmethod
     @abstractmethod
-    def up_width_step(num_heads: int) -> int:
+    def up_width_step(num_heads: int, mixer: str) -> int:
         """What the default up-projection width is rounded up to a multiple of."""
 
     @classmethod
-    def default_up_width(cls, d_model: int, num_heads: int, proj_factor: float | None) -> int:
+    def default_up_width(
+        cls, d_model: int, num_heads: int, proj_factor: float | None, mixer: str
+    ) -> int:
         factor = cls.default_proj_factor if proj_factor is None else proj_factor
-        return round_up(factor * d_model, cls.up_width_step(num_heads))
+        return round_up(factor * d_model, cls.up_width_step(num_heads, mixer))
 
     @abstractmethod
     def init_weights(self, scales: InitScales) -> None:
@@ -60,8 +63,9 @@ class PreUpProjectionBlock(ResidualBlock):
     default_proj_factor = 2.0
 
     @staticmethod
-    def up_width_step(num_heads: int) -> int:
-        return 4 * num_heads  # whole 4-wide q/k/v blocks of the mLSTM per head
+    def up_width_step(num_heads: int, mixer: str) -> int:
+        # Whole 4-wide q/k/v blocks of the mLSTM per head, at a width the mixer runs at.
+        return math.lcm(4 * num_heads, mixer_class(mixer).width_multiple(num_heads))
 
     def __init__(
         self,
@@ -75,7 +79,7 @@ class PreUpProjectionBlock(ResidualBlock):
         mixer_options: Mapping | None = None,
     ):
         super().__init__()
-        inner = up_width or self.default_up_width(d_model, num_heads, proj_factor)
+        inner = up_width or self.default_up_width(d_model, num_heads, proj_factor, mixer)
         self.norm = nn.LayerNorm(d_model, bias=False)
         self.up_proj = nn.Linear(d_model, 2 * inner, bias=False)
         self.conv = CausalConv1d(inner, conv_kernel_size) if conv_kernel_size else None
@@ -113,8 +117,9 @@ class PostUpProjectionBlock(ResidualBlock):
     default_proj_factor = 4 / 3  # the paper's; the official code uses 1.3
 
     @staticmethod
-    def up_width_step(num_heads: int) -> int:
-        # Finer than the official 64, so that parameter-matched sizes land close to their target.
+    def up_width_step(num_heads: int, mixer: str) -> int:
+        # The MLP's width, which no mixer constrains. Finer than the official 64, so that
+        # parameter-matched sizes land close to their target.
         return 8
 
     def __init__(
@@ -135,7 +140,7 @@ class PostUpProjectionBlock(ResidualBlock):
         self.conv = CausalConv1d(d_model, conv_kernel_size) if use_conv else None
         self.mlp_norm = nn.LayerNorm(d_model, bias=False)
         self.mlp = GatedMLP(
-            d_model, up_width or self.default_up_width(d_model, num_heads, proj_factor)
+            d_model, up_width or self.default_up_width(d_model, num_heads, proj_factor, mixer)
         )
         self.dropout = nn.Dropout(dropout)
 

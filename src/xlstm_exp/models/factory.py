@@ -3,6 +3,8 @@ comparisons)."""
 
 from collections.abc import Mapping
 
+from torch import nn
+
 from xlstm_exp.models.blocks import BLOCKS, resolve_block
 from xlstm_exp.models.language_model import LanguageModel, layer_blocks, width_multiple
 from xlstm_exp.models.sizing import SolvedSize, parse_count, solve_size
@@ -29,7 +31,7 @@ def build_language_model(
     if target_params is None:
         return LanguageModel(vocab_size, block=block, **options), None
     mixer, num_heads = options.get("mixer", "mlstm"), options.get("num_heads", 4)
-    layout = {k: options[k] for k in ("slstm_at", "slstm_block") if k in options}
+    layout = {k: options[k] for k in ("slstm_at", "slstm_block", "mix_with") if k in options}
     layers = layer_blocks(options.get("num_layers", 2), mixer, block, **layout)
     kind, block_options = resolve_block(block, mixer)
     block_class = BLOCKS[kind]
@@ -44,14 +46,23 @@ def build_language_model(
 
     def default_up(width: int) -> int:
         return block_options.get("up_width") or block_class.default_up_width(
-            width, num_heads, block_options.get("proj_factor")
+            width, num_heads, block_options.get("proj_factor"), mixer
         )
 
     size = solve_size(
         parse_count(target_params),
         make,
         multiple=width_multiple(num_heads, layers),
-        up_multiple=block_class.up_width_step(num_heads),
+        up_multiple=block_class.up_width_step(num_heads, mixer),
         default_up=default_up,
     )
     return make(size.width, size.up_width, options.get("backend", "auto")), size
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Total and non-embedding parameters (the latter as the model defines it, if it does)."""
+    total = sum(p.numel() for p in model.parameters())
+    non_embedding = total
+    if isinstance(model, LanguageModel):
+        non_embedding = model.num_parameters(non_embedding=True)
+    return {"params": total, "params_non_embedding": non_embedding}

@@ -8,7 +8,7 @@ from torch import nn
 
 from xlstm_exp.models.blocks import BlockState, build_block, resolve_block
 from xlstm_exp.models.init import InitScales, small_init_
-from xlstm_exp.models.registry import MIXERS, mixer_class
+from xlstm_exp.models.registry import MIXERS, check_mixer_options, mixer_class
 
 
 def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> list[int]:
@@ -38,14 +38,22 @@ def layer_blocks(
     block: str | Mapping,
     slstm_at: Sequence[int] | str | None = None,
     slstm_block: str | Mapping | None = None,
+    mix_with: str = "slstm",
 ) -> list[tuple[str, str | Mapping]]:
-    """(mixer, block spec) of every layer: sLSTM layers of an xLSTM[a:b] mix take `slstm_block`
-    when it is given, every other layer `block`."""
-    sLSTM = set(slstm_positions(num_layers, slstm_at))
-    return [
-        ("slstm", block if slstm_block is None else slstm_block) if i in sLSTM else (mixer, block)
-        for i in range(num_layers)
-    ]
+    """(mixer, block spec) of every layer. In an xLSTM[a:b] mix the layers at `slstm_at` run
+    `mix_with` (the paper's sLSTM), built as `slstm_block` when it is given; every other layer
+    runs `mixer` in `block`. Both cells of a mix must be declared `Mixer.mixable`."""
+    mixed = set(slstm_positions(num_layers, slstm_at))
+    if mixed:
+        refused = [name for name in (mixer, mix_with) if not mixer_class(name).mixable]
+        if refused:
+            mixable = sorted(name for name, cls in MIXERS.items() if cls.mixable)
+            raise ValueError(
+                f"{', '.join(refused)} cannot be mixed into an xLSTM[a:b] stack (slstm_at); "
+                f"mixable cells: {', '.join(mixable)}"
+            )
+    mixed_block = block if slstm_block is None else slstm_block
+    return [(mix_with, mixed_block) if i in mixed else (mixer, block) for i in range(num_layers)]
 
 
 def width_multiple(num_heads: int, layers: list[tuple[str, str | Mapping]]) -> int:
@@ -61,10 +69,10 @@ def width_multiple(num_heads: int, layers: list[tuple[str, str | Mapping]]) -> i
 class LanguageModel(nn.Module):
     """A causal language model built from one mixer kind and one block kind per layer.
 
-    `mixer` names a registered mixer (`lstm`, `attention`, `slstm`, `mlstm`); `block` is a block
-    spec (see `blocks.resolve_block`): `auto`, the default, puts every mixer in its paper block,
-    `pre` or `post` forces one kind on every layer. For xLSTM[a:b] mixes, `slstm_at` turns some
-    blocks into sLSTM blocks, built as `slstm_block` (default: as `block` says).
+    `mixer` names a registered mixer (`registry.MIXERS`); `block` is a block spec (see
+    `blocks.resolve_block`): `auto`, the default, puts every mixer in its paper block, `pre` or
+    `post` forces one kind on every layer. For xLSTM[a:b] mixes, `slstm_at` turns some blocks
+    into `mix_with` blocks (sLSTM), built as `slstm_block` (default: as `block` says).
     `mixer_options` maps a mixer name to extra keyword arguments for it. `backend` picks the
     kernels of the mixers that have several (`auto`, `torch`, `triton`; see `models.backend`).
     """
@@ -80,6 +88,7 @@ class LanguageModel(nn.Module):
         block: str | Mapping = "auto",
         slstm_at: Sequence[int] | str | None = None,
         slstm_block: str | Mapping | None = None,
+        mix_with: str = "slstm",
         mixer_options: Mapping[str, Mapping] | None = None,
         tie_weights: bool = False,
         backend: str = "auto",
@@ -91,10 +100,12 @@ class LanguageModel(nn.Module):
         if unknown:
             raise ValueError(f"mixer_options for unknown mixers {unknown}; known: {sorted(MIXERS)}")
         mixer_options = {name: dict((mixer_options or {}).get(name) or {}) for name in MIXERS}
+        for name, options in mixer_options.items():
+            check_mixer_options(name, options)
         for name, cls in MIXERS.items():
             if cls.has_kernel_backends:
                 mixer_options[name]["backend"] = backend
-        layers = layer_blocks(num_layers, mixer, block, slstm_at, slstm_block)
+        layers = layer_blocks(num_layers, mixer, block, slstm_at, slstm_block, mix_with)
         self.layer_mixers = [name for name, _ in layers]
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.dropout = nn.Dropout(dropout)
@@ -117,6 +128,12 @@ class LanguageModel(nn.Module):
     def block_label(self) -> str:
         """The block kinds the stack uses, e.g. `post`, or `pre+post` for a paper xLSTM[a:b]."""
         return "+".join(dict.fromkeys(self.block_kinds))
+
+    @property
+    def is_recurrent(self) -> bool:
+        """Whether every layer carries a fixed-size state (`Mixer.is_recurrent`), so that a
+        stream can be scored window after window from the state the last one ended in."""
+        return all(block.mixer.is_recurrent for block in self.blocks)
 
     def reset_parameters(self) -> None:
         """The official xLSTM initialisation (xlstm 2.0.6 `xLSTMLMModel.reset_parameters`):

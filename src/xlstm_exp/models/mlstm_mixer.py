@@ -41,6 +41,9 @@ class MLSTMMixer(Mixer):
 
     reads_conv_branch = True
     paper_block = "pre"
+    is_recurrent = True
+    state_type = MLSTMState
+    mixable = True
     has_kernel_backends = True
 
     def __init__(

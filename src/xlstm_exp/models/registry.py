@@ -1,10 +1,14 @@
 """Name -> mixer class registry: the one list of the mixers a model can be built from."""
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 
 from xlstm_exp.models.mixer import Mixer
 
 MIXERS: dict[str, type[Mixer]] = {}
+
+# What every mixer is constructed with; the rest of its __init__ parameters are its options.
+POSITIONAL = ("self", "width", "num_heads", "dropout")
 
 
 def register_mixer(name: str) -> Callable[[type[Mixer]], type[Mixer]]:
@@ -24,5 +28,20 @@ def mixer_class(name: str) -> type[Mixer]:
         raise ValueError(f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}") from None
 
 
+def mixer_option_names(name: str) -> list[str]:
+    """The options (`model.mixer_options.<name>.*`) the mixer's constructor takes."""
+    parameters = inspect.signature(mixer_class(name).__init__).parameters
+    return [p for p in parameters if p not in POSITIONAL]
+
+
+def check_mixer_options(name: str, options: Mapping) -> None:
+    """Refuse option names the mixer does not take, naming the ones it does."""
+    unknown = sorted(set(options) - set(mixer_option_names(name)))
+    if unknown:
+        valid = ", ".join(mixer_option_names(name)) or "none"
+        raise ValueError(f"unknown mixer_options.{name} keys {unknown}; {name} takes: {valid}")
+
+
 def build_mixer(name: str, width: int, num_heads: int, dropout: float = 0.0, **options) -> Mixer:
+    check_mixer_options(name, options)
     return mixer_class(name)(width, num_heads, dropout, **options)

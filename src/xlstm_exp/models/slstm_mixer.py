@@ -35,6 +35,9 @@ class SLSTMMixer(Mixer):
 
     reads_conv_branch = True
     paper_block = "post"
+    is_recurrent = True
+    state_type = SLSTMState
+    mixable = True
     has_kernel_backends = True
 
     def __init__(self, width: int, num_heads: int, dropout: float = 0.0, backend: str = "auto"):
@@ -84,9 +87,9 @@ class SLSTMMixer(Mixer):
         nn.init.ones_(self.norm.weight)
 
     def no_weight_decay(self) -> list[nn.Parameter]:
-        # The official optimiser groups decay only parameters named "weight"; the recurrent
-        # kernel is not one of them.
-        return [self.recurrent]
+        # The official optimiser groups decay only parameters named "weight": neither the
+        # recurrent kernel nor the head-wise gate biases.
+        return [self.recurrent, self.bias]
 
     def forward(self, x: torch.Tensor, x_conv: torch.Tensor, state=None):
         batch, length, _ = x.shape

@@ -1,8 +1,8 @@
 """Helpers for the recurrent state a model carries between calls.
 
-A `LanguageModel` state is a list with one `BlockState(conv, mixer)` per block; mixer states are
-`(h, c)` for the LSTM, `KVCache(k, v)` for attention, `MLSTMState(C, n, m)` and
-`SLSTMState(c, n, m, h)` for the xLSTM cells — nested tuples (mostly NamedTuples) of tensors.
+A `LanguageModel` state is a list with one `BlockState(conv, mixer)` per block; a mixer's state
+is its `Mixer.state_type` (`LSTMState(h, c)`, `KVCache(k, v)`, `MLSTMState(C, n, m)`,
+`SLSTMState(c, n, m, h)`): nested tuples, mostly NamedTuples, of tensors.
 """
 
 from collections.abc import Callable

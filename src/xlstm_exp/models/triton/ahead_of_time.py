@@ -31,9 +31,8 @@ import torch
 
 # Largest spill (bytes stored per thread) a launched configuration may have. Spills go to local
 # memory, which L1 caches. The bound admits a spilled accumulator fragment around an inner loop
-# (the worst launched configuration, the mLSTM output kernel at L 128 in float32 on sm_80,
-# spills 460 B) and refuses spilled tiles, such as the 9.6 KB per thread the mLSTM dq/dk kernel
-# spilled on sm_80 before its rework. Their cost on a GPU is not measured yet.
+# and refuses spilled tiles, which cost kilobytes per thread (each configuration's spill:
+# bench/results/2026-11-29-kernel-resources.md). Their cost on a GPU is not measured yet.
 MAX_SPILL_BYTES = 512
 
 
