@@ -137,3 +137,31 @@ def windowed_loss(model: torch.nn.Module, tokens: torch.Tensor, context_length: 
         logits.append(model(inputs[full:][None])[0])
     nll = torch.nn.functional.cross_entropy(torch.cat(logits).float(), targets, reduction="sum")
     return nll.item() / targets.numel()
+
+
+# Small task data for tests that run every data option or experiment (TINY's data keys are the
+# built-in corpus's).
+TASK_DATA = {
+    "formal": [
+        "data.train_examples=64",
+        "data.eval_examples=16",
+        "data.batch_size=8",
+        "data.eval_lengths=[40,80]",
+    ],
+    "mqar": [
+        "data.train_examples=64",
+        "data.eval_examples=16",
+        "data.batch_size=8",
+        "data.vocab_size=64",
+    ],
+}
+
+
+def task_data(yaml_text: str) -> str | None:
+    """The task data a config file chooses (`override /data: formal`, `_target_: ...mqar...`)."""
+    return next((name for name in TASK_DATA if f"data: {name}" in yaml_text), None)
+
+
+def tiny_task(name: str) -> list[str]:
+    """TINY with the task data `name` instead of the built-in corpus's keys."""
+    return [*(o for o in TINY if not o.startswith("data.")), *TASK_DATA[name]]

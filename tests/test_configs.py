@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import CONF, GROUPS, TINY, compose_train, options
+from helpers import CONF, GROUPS, TASK_DATA, TINY, compose_train, options, task_data, tiny_task
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -51,7 +51,12 @@ def tiny_wikitext(tmp_path) -> list[str]:
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in OTHER_GROUPS for o in options(g)])
 def test_option_composes_and_instantiates(group, option, tmp_path):
     overrides = [*TINY, f"{group}={option}"]
-    if (
+    task = option if group == "data" and option in TASK_DATA else None
+    if group == "experiment":
+        task = task_data((CONF / group / f"{option}.yaml").read_text())
+    if task:
+        overrides = [*tiny_task(task), f"{group}={option}"]
+    elif (
         group in ("data", "experiment")
         and "wikitext" in (CONF / group / f"{option}.yaml").read_text()
     ):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from helpers import CONF, GROUPS, TINY, compose_train, options
+from helpers import CONF, GROUPS, TASK_DATA, TINY, compose_train, options, task_data, tiny_task
 from wikitext_mirror import tiny_mirror
 
 from xlstm_exp.run import train
@@ -42,6 +42,10 @@ def overrides_for(group: str, option: str, tmp_path) -> list[str]:
         group in ("data", "experiment") and "wikitext" in option + experiment_data(option)
     )
     base = wikitext(tmp_path) if uses_wikitext else list(TINY)
+    task = option if group == "data" and option in TASK_DATA else None
+    task = task or (task_data(experiment_data(option)) if group == "experiment" else None)
+    if task:
+        base = tiny_task(task)
     if group == "tokenizer":
         base.append("data=wikitext2")
     if group == "experiment":

@@ -15,6 +15,8 @@ PAPER_BLOCKS = {
     "transformer": ["post", "post"],
     # xLSTM[3:1] over 4 blocks: the sLSTM block (index 2) in post, the mLSTM blocks in pre.
     "xlstm": ["pre", "pre", "post", "pre"],
+    # xLSTM[1:1] over 2 blocks: mLSTM (pre), then sLSTM (post).
+    "xlstm_1_1": ["pre", "post"],
 }
 
 

@@ -29,8 +29,31 @@ SLURM = (
     "hydra.launcher.gpus_per_node=4 hydra.launcher.cpus_per_task=8 trainer=ddp "
     "trainer.devices=4 trainer.num_nodes=2 model=slstm,mlstm"
 )
+TASK_BUDGET = [
+    *(o for o in BUDGET if not o.startswith("data.")),
+    "data.train_examples=64",
+    "data.eval_examples=16",
+    "data.batch_size=8",
+]
 # Command -> extra arguments that shrink it to a test's budget.
 RUNS = {
+    "python train.py data=formal data.task=parity model=slstm": [
+        *TASK_BUDGET,
+        "data.eval_lengths=[40,60]",
+    ],
+    "python train.py -m experiment=formal_cpu": [
+        *TASK_BUDGET,
+        "model=lstm",
+        "data.task=parity",
+        "data.eval_lengths=[40,60]",
+    ],
+    "python train.py -m experiment=mqar_cpu": [
+        *TASK_BUDGET,
+        "model=lstm",
+        "data.context_length=64",
+        "data.vocab_size=64",
+        "optimizer.lr=1e-3",
+    ],
     "python train.py": BUDGET,
     "python train.py model=transformer": BUDGET,
     "python train.py model=slstm trainer.max_steps=1000": BUDGET,

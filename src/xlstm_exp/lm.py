@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import SumMetric
 
 from xlstm_exp import console
+from xlstm_exp.answer_accuracy import AnswerAccuracy
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY
 from xlstm_exp.data.contract import LanguageDataModule
 from xlstm_exp.grad_norm import gradient_norm, shard_replicas
@@ -71,6 +72,7 @@ class LanguageModelingModule(L.LightningModule):
         self._rng_to_restore: dict | None = None
         self.eval_nll = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.eval_tokens = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
+        self.answer_accuracy: nn.ModuleDict | None = None  # made in `setup` for task data
         # Summed over all processes: the run's tokens, not one rank's share.
         self.train_tokens = 0
         self._step_tokens = 0
@@ -86,8 +88,9 @@ class LanguageModelingModule(L.LightningModule):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
 
-    def _summed_nll(self, batch) -> tuple[torch.Tensor, int]:
-        input_ids, targets = batch
+    def _scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Logits, summed NLL over the scored targets, and their number."""
+        input_ids, targets = batch[0], batch[1]
         logits = self.model(input_ids)
         nll = F.cross_entropy(
             logits.flatten(0, 1).float(),
@@ -95,14 +98,23 @@ class LanguageModelingModule(L.LightningModule):
             ignore_index=IGNORE_INDEX,
             reduction="sum",
         )
-        return nll, int((targets != IGNORE_INDEX).sum())
+        return logits, nll, int((targets != IGNORE_INDEX).sum())
+
+    def setup(self, stage: str) -> None:
+        # Data whose targets are answers to a task is also scored by accuracy.
+        data = self.trainer.datamodule
+        chance = data.chance_accuracy() if isinstance(data, LanguageDataModule) else None
+        if chance is not None and self.answer_accuracy is None:
+            self.answer_accuracy = nn.ModuleDict(
+                {s: AnswerAccuracy(chance, data.answer_groups()) for s in ("val", "test")}
+            )
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._batch_start = perf_counter()
         self._in_step = True
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        nll, count = self._summed_nll(batch)
+        _, nll, count = self._scores(batch)
         loss = nll / count
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -168,9 +180,12 @@ class LanguageModelingModule(L.LightningModule):
         self.log("train/tokens_per_s", self._step_tokens / max(seconds, 1e-9), prog_bar=True)
 
     def _eval_step(self, split: str, batch) -> None:
-        nll, count = self._summed_nll(batch)
+        logits, nll, count = self._scores(batch)
         self.eval_nll[split].update(nll)
         self.eval_tokens[split].update(count)
+        if self.answer_accuracy is not None:
+            groups = batch[2] if len(batch) > 2 else None
+            self.answer_accuracy[split].update(logits, batch[1], groups)
 
     def _eval_epoch_end(self, split: str) -> None:
         nll, tokens = self.eval_nll[split].compute(), self.eval_tokens[split].compute()
@@ -189,6 +204,10 @@ class LanguageModelingModule(L.LightningModule):
             counts = datamodule.eval_counts(split)
             for name, value in per_word_and_byte(float(nll), int(tokens), counts).items():
                 log(f"{split}/{name}", value)
+        if self.answer_accuracy is not None:
+            for name, value in self.answer_accuracy[split].compute().items():
+                log(f"{split}/{name}", value, prog_bar=split == "val" and name == "norm_acc")
+            self.answer_accuracy[split].reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -38,6 +38,9 @@ COLUMNS = [
     ("val/word_ppl", "val word ppl"),
     ("test/word_ppl", "test word ppl"),
     ("test/bpb", "test bpb"),
+    ("val/norm_acc", "val norm acc"),
+    ("test/norm_acc", "test norm acc"),
+    ("test/seq_acc", "test seq acc"),
     ("train/tokens", "tokens"),
     ("train/tokens_per_s", "tokens/s"),
     ("wall_time_s", "wall s"),
@@ -129,8 +132,20 @@ def summary_cells(summary: list[dict]) -> tuple[list[str], list[list[str]]]:
     return titles, cells
 
 
+def present_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """The COLUMNS some job reports, with the test accuracy of each group (e.g. length bucket)
+    after the test accuracy."""
+    groups = sorted({key for row in rows for key in row if key.startswith("test/norm_acc/")})
+    columns = []
+    for key, title in COLUMNS:
+        columns.append((key, title))
+        if key == "test/norm_acc":
+            columns += [(group, f"test norm acc {group.split('/', 2)[2]}") for group in groups]
+    return [(key, title) for key, title in columns if any(key in row for row in rows)]
+
+
 def write_tables(rows: list[dict], summary: list[dict], sweep_dir: Path) -> None:
-    present = [(key, title) for key, title in COLUMNS if any(key in row for row in rows)]
+    present = present_columns(rows)
     write_csv(sweep_dir / "results.csv", [key for key, _ in present], rows)
     write_csv(sweep_dir / "summary.csv", csv_columns(summary), summary)
     jobs = [[cell(row.get(key)) for key, _ in present] for row in rows]
@@ -203,7 +218,7 @@ def log_to_wandb(rows: list[dict], sweep_dir: Path, project: str) -> None:
     """The results and summary tables and the plot as one more W&B run in the sweep's group."""
     import wandb
 
-    keys = [key for key, _ in COLUMNS if any(key in row for row in rows)]
+    keys = [key for key, _ in present_columns(rows)]
     table = wandb.Table(columns=keys, data=[[cell(row.get(key)) for key in keys] for row in rows])
     titles, cells = summary_cells(summarize(rows))
     run = wandb.init(

@@ -17,6 +17,11 @@ def split_line(metrics: dict, split: str) -> str:
     ]
     if references:
         line += f"  ({', '.join(references)})"
+    if f"{split}/norm_acc" in metrics:
+        line += (
+            f"  answer acc {metrics[f'{split}/acc']:.3f}  sequence acc "
+            f"{metrics[f'{split}/seq_acc']:.3f}  normalised {metrics[f'{split}/norm_acc']:.3f}"
+        )
     return line
 
 

@@ -13,7 +13,8 @@ from scipy import stats
 
 SEED_KEY, LR_KEY = "seed", "optimizer.lr"
 ALPHA = 0.05
-# Summarised where the jobs report them (word ppl and bpb only on WikiText, test/* when tested).
+# Summarised where the jobs report them (word ppl and bpb only on WikiText, accuracies on task
+# data, test/* when tested).
 METRICS = [
     "val/loss",
     "test/loss",
@@ -23,6 +24,8 @@ METRICS = [
     "test/word_ppl",
     "val/bpb",
     "test/bpb",
+    "val/norm_acc",
+    "test/norm_acc",
 ]
 # The columns of results.md: losses rank and test but would crowd it, summary.csv holds them.
 SHOWN = [
@@ -32,6 +35,8 @@ SHOWN = [
     ("test/word_ppl", "test word ppl"),
     ("val/bpb", "val bpb"),
     ("test/bpb", "test bpb"),
+    ("val/norm_acc", "val norm acc"),
+    ("test/norm_acc", "test norm acc"),
 ]
 
 

@@ -16,11 +16,10 @@ EVAL_SPLITS = ("val", "test")
 class LanguageDataModule(L.LightningDataModule, ABC):
     """A LightningDataModule of token windows for next-token prediction.
 
-    Its loaders yield ``(input_ids, targets)`` batches, both ``(B, context_length)`` long
-    tensors, targets -100 where nothing is scored; `val_dataloader` and `test_dataloader`
-    score every token of `tokens(split)` after the first exactly once, so that summed NLLs
-    over a split are comparable with stream scores. Subclass it, implement the abstract
-    members, and point a `conf/data/<name>.yaml` at the subclass with `_target_`.
+    Its loaders yield ``(input_ids, targets)`` batches, both ``(B, T)`` long tensors with
+    ``T <= context_length``, targets -100 where nothing is scored; with `answer_groups`, eval
+    batches carry a third element, each sequence's group index. Subclass it, implement the
+    abstract members, and point a `conf/data/<name>.yaml` at the subclass with `_target_`.
     """
 
     context_length: int
@@ -33,7 +32,8 @@ class LanguageDataModule(L.LightningDataModule, ABC):
 
     @abstractmethod
     def tokens(self, split: str) -> torch.Tensor:
-        """The whole ``val`` or ``test`` split as one 1-D stream of token ids."""
+        """The whole ``val`` or ``test`` split as one 1-D stream of token ids (what
+        `eval.stateful` scores)."""
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -53,6 +53,18 @@ class LanguageDataModule(L.LightningDataModule, ABC):
         """Perplexities to read a model's against, by name (e.g. ``floor_ppl``, the data's
         true entropy rate); reported as ``<split>/<name>``. None known: empty."""
         return {}
+
+    def chance_accuracy(self) -> float | None:
+        """For data whose scored targets are answers (a task, not free text): the accuracy of
+        guessing them. Given, runs report answer accuracy (`acc`, `seq_acc`, and `norm_acc`,
+        the accuracy above chance scaled to 1); None for language-modelling data."""
+        return None
+
+    def answer_groups(self) -> list[str]:
+        """Names of the groups whose accuracy is reported apart (e.g. input-length buckets, as
+        `<split>/norm_acc/<name>`); when there are any, eval batches carry each sequence's group
+        index as a third element."""
+        return []
 
     def tokenizer_json(self) -> str | None:
         """The tokenizer as a Hugging Face `tokenizers` JSON string, which checkpoints carry so

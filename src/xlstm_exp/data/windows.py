@@ -3,7 +3,7 @@ the processes of a distributed run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 
 import numpy as np
 import torch
@@ -100,7 +100,7 @@ class EvalShardSampler(DistributedSampler[int]):
     every target of the split still counts exactly once in the summed loss.
     """
 
-    def __init__(self, windows: TokenWindows, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(self, windows: Sized, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(windows, num_replicas=num_replicas, rank=rank, shuffle=False)
         self.num_windows = len(windows)
 
