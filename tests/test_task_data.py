@@ -112,3 +112,10 @@ def test_a_tiny_formal_sweep_writes_an_accuracy_table(tmp_path):
             assert -1 <= float(row[key]) <= 1 and math.isfinite(float(row[key])), key
     table = (tmp_path / "results.md").read_text()
     assert "test norm acc len_64-80" in table and "val norm acc" in table
+
+
+def test_mqar_keeps_token_ids_of_a_vocabulary_beyond_int16():
+    data = MQARDataModule(vocab_size=70_000, train_examples=64, eval_examples=8)
+    inputs, targets = data.rows("test")
+    assert int(targets.max()) >= 2**15, "values come from the upper half, above int16's range"
+    assert int(inputs.min()) >= 0 and int(targets[targets != -100].min()) >= 35_000

@@ -10,7 +10,8 @@ from xlstm_exp.data.task_examples import TaskDataModule, TaskExamples
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 # Rows are generated this many at a time, so that the int64 arrays of one batch of them, not of
-# a whole split, are ever held at once; the split is kept in int16.
+# a whole split, are ever held at once; the split is kept in the narrowest integer type that
+# holds the vocabulary.
 CHUNK = 8192
 
 
@@ -57,17 +58,17 @@ class MQARDataModule(TaskDataModule):
         return 1 / (self._vocab_size - self._vocab_size // 2)  # uniform over the values
 
     def rows(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(input_ids, targets)` of the whole split, int16, generated on first use."""
+        """`(input_ids, targets)` of the whole split, generated on first use."""
         if split not in self._rows:
+            fits = self._vocab_size <= torch.iinfo(torch.int16).max
+            dtype = torch.int16 if fits else torch.int32
             chunks = []
             for start in range(0, self.sizes[split], CHUNK):
                 rng = np.random.default_rng([self.seed, SPLIT_STREAMS[split], start])
                 count = min(CHUNK, self.sizes[split] - start)
-                rows = mqar_examples(
-                    rng, count, self.context_length, self.pairs[split], self._vocab_size,
-                    self.power_a,
-                )  # fmt: skip
-                chunks.append(tuple(part.to(torch.int16) for part in rows))
+                setting = (self.context_length, self.pairs[split], self._vocab_size, self.power_a)
+                rows = mqar_examples(rng, count, *setting)
+                chunks.append(tuple(part.to(dtype) for part in rows))
             self._rows[split] = tuple(torch.cat(parts) for parts in zip(*chunks, strict=True))
         return self._rows[split]
 
