@@ -15,11 +15,15 @@ install: ## Create .venv, install the project with its dev extras (CPU torch) an
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps --upgrade --target .official -r tests/requirements-official.txt
 
+# Two worker processes: many tests wait on a subprocess's imports, which use one core. Each test
+# file stays in one worker, so a module's fixtures are built once.
+PYTEST := $(PY) -m pytest -n 2 --dist loadfile
+
 test: ## Run the whole test suite
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: ## Run the tests except the end-to-end runs of train.py
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 train: ## Train once; pass Hydra overrides as ARGS="model=slstm block=post"
 	$(PY) train.py $(ARGS)

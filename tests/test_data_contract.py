@@ -11,6 +11,7 @@ from omegaconf import OmegaConf, open_dict
 from xlstm_exp.data.contract import LanguageDataModule
 from xlstm_exp.from_config import build_data
 from xlstm_exp.run import train
+from xlstm_exp.user_error import UserError
 
 
 @pytest.mark.parametrize("data", options("data"))
@@ -21,7 +22,7 @@ def test_every_data_config_builds_a_language_data_module(data, tmp_path):
 
 def test_a_data_module_outside_the_contract_is_refused_by_name():
     plain = OmegaConf.create({"_target_": "lightning.LightningDataModule"})
-    with pytest.raises(TypeError, match="not an xlstm_exp.data.contract.LanguageDataModule"):
+    with pytest.raises(UserError, match="not an xlstm_exp.data.contract.LanguageDataModule"):
         build_data(plain)
 
 

@@ -100,7 +100,7 @@ def test_ddp_on_two_processes_follows_one_process_with_the_same_global_batch(tmp
     # What the loggers (W&B, csv) show counts every process's tokens too.
     tokens_one, tokens_two = logged(one, "train/tokens"), logged(two, "train/tokens")
     assert list(tokens_two.values()) == list(tokens_one.values()) == [256, 512, 768, 1024]
-    assert ddp.stdout.count("metrics in") == 1, "one process prints the summary"
+    assert ddp.stdout.count("\nsummary:\n") == 1, "one process prints the summary"
     for key in ["val/loss", "test/loss"]:
         assert got[key] == pytest.approx(expected[key], rel=1e-5), key
     val_one, val_two = logged(one, "val/loss"), logged(two, "val/loss")

@@ -9,6 +9,7 @@ from toy_mixer import mixer_names, registered_toy  # noqa: F401  (the fixture py
 from xlstm_exp.models import LanguageModel
 from xlstm_exp.models.causal_conv import CausalConv1d
 from xlstm_exp.models.language_model import slstm_positions
+from xlstm_exp.user_error import UserError
 
 pytestmark = pytest.mark.usefixtures("registered_toy")
 
@@ -134,8 +135,11 @@ def test_xlstm_mix_positions():
     assert slstm_positions(3, "all") == [0, 1, 2]
     assert slstm_positions(4, [3, 1]) == [1, 3]
     assert slstm_positions(4, None) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match=r"model.slstm_at=\[4\] is out of range"):
         slstm_positions(4, [4])
+    for ratio in ("0:0", "7-1", "-1:2"):  # 0:0 divided by zero, 7-1 failed to unpack
+        with pytest.raises(UserError, match=f"model.slstm_at={ratio} is neither a ratio"):
+            slstm_positions(4, ratio)
     model = LanguageModel(
         VOCAB,
         d_model=32,

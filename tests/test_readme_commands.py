@@ -22,6 +22,8 @@ COMPOSE_ONLY = {
     "python train.py trainer=ddp trainer.devices=4 trainer.num_nodes=2": "needs 8 GPUs",
     "python train.py trainer=fsdp model.d_model=2048": "needs GPUs",
     "WANDB_MODE=online python train.py -m model=slstm,mlstm": "needs a W&B account",
+    "python train.py -m hydra/launcher=slurm_requeue hydra.launcher.partition=gpu trainer=gpu "
+    "model=slstm,mlstm": "needs a SLURM cluster",
 }
 SLURM = (
     "python train.py -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu "
@@ -56,6 +58,7 @@ RUNS = {
     ],
     "python train.py": BUDGET,
     "python train.py model=transformer": BUDGET,
+    "python train.py model=slstm ckpt_path=auto hydra.run.dir=logs/train/runs/slstm-1": BUDGET,
     "python train.py model=slstm trainer.max_steps=1000": BUDGET,
     "python train.py -m model=slstm,mlstm,lstm,transformer": BUDGET,
     "python train.py model=slstm block=pre": BUDGET,
@@ -148,6 +151,7 @@ def run_readme(command: str, extra: list[str], tmp_path, trained):
     if f"data.path={MIRROR}" in command:
         args, extra = on_test_data(args, extra, tmp_path)
     where = "hydra.sweep.dir" if "-m" in args or "hparams_search" in command else "hydra.run.dir"
+    args = [a for a in args if not a.startswith(f"{where}=")]  # the command's own folder
     return run_script(script, *args, *extra, f"{where}={tmp_path / 'out'}")
 
 

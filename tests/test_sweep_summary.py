@@ -11,7 +11,7 @@ import yaml
 from scipy import stats
 
 from xlstm_exp.report import write_report
-from xlstm_exp.sweep_summary import curve_band, job_seed_lr, summarize
+from xlstm_exp.sweep_summary import curve_band, job_seed_lr, significance_note, summarize
 
 BASE = ["experiment=wt2_cpu"]
 
@@ -192,3 +192,38 @@ def test_curve_band_aligns_by_position_and_cuts_to_the_shortest():
         [[[10, 5.0], [20, 4.0], [30, 3.0]], [[12, 7.0], [22, 2.0]]]
     )
     assert tokens == [11, 21] and mean == [6.0, 3.0] and low == [5.0, 2.0] and high == [7.0, 4.0]
+
+
+def test_configurations_rank_within_their_data_setting():
+    """Losses on different tasks do not compare: each task has its own best, and a model is
+    tested against that one. Ranked across tasks, parity's models would all trail majority's."""
+
+    def job(model, task, seed, loss):
+        return {
+            "overrides": [f"model={model}", f"data.task={task}", f"seed={seed}"],
+            "model": model,
+            "block": "post",
+            "status": "ok",
+            "lr": 1e-3,
+            "val/loss": loss,
+        }
+
+    rows = [
+        job(model, task, seed, loss + 0.01 * seed)
+        for model, task, loss in [
+            ("lstm", "parity", 0.69),
+            ("slstm", "parity", 0.50),
+            ("lstm", "majority", 0.10),
+            ("slstm", "majority", 0.20),
+        ]
+        for seed in (1, 2, 3)
+    ]
+    summary = summarize(rows)
+    ranked = [(e["setting"], e["model"], e["significant"]) for e in summary]
+    assert ranked == [
+        ("data.task=parity", "slstm", "best"),
+        ("data.task=parity", "lstm", "yes"),
+        ("data.task=majority", "lstm", "best"),
+        ("data.task=majority", "slstm", "yes"),
+    ]
+    assert "against the best on the same data" in significance_note(summary)

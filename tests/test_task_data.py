@@ -7,12 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import TINY, run_script
 
 from xlstm_exp.answer_accuracy import AnswerAccuracy
 from xlstm_exp.data.formal import BOS, SEP, FormalLanguageDataModule
 from xlstm_exp.data.formal_tasks import TASKS
 from xlstm_exp.data.mqar import MQARDataModule
+from xlstm_exp.lm import LanguageModelingModule
+from xlstm_exp.models.language_model import LanguageModel
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -74,14 +77,27 @@ def test_answer_accuracy_counts_tokens_sequences_groups_and_chance():
     metric = AnswerAccuracy(chance=0.25, groups=["short", "long"])
     targets = torch.tensor([[-100, 1, 2], [-100, -100, 3], [-100, -100, -100]])
     guesses = torch.tensor([[0, 1, 0], [0, 0, 3], [0, 0, 0]])  # right: 1 of 2, 1 of 1
-    logits = torch.nn.functional.one_hot(guesses, 4).float()
-    metric.update(logits, targets, torch.tensor([0, 1, 1]))
+    metric.update(guesses, targets, torch.tensor([0, 1, 1]))
     results = {k: float(v) for k, v in metric.compute().items()}
     assert results["acc"] == pytest.approx(2 / 3)
     assert results["seq_acc"] == pytest.approx(1 / 2), "the row without answers does not count"
     assert results["norm_acc"] == pytest.approx((2 / 3 - 0.25) / 0.75)
     assert results["norm_acc/short"] == pytest.approx((1 / 2 - 0.25) / 0.75)
     assert results["norm_acc/long"] == pytest.approx(1.0)
+
+
+def test_the_loss_on_answers_equals_the_full_logits_loss_at_those_positions():
+    """The head runs at scored positions only; a wrong selection or order changes the loss."""
+    torch.manual_seed(0)
+    model = LanguageModel(vocab_size=50, d_model=32, num_layers=1, num_heads=2, mixer="lstm")
+    inputs = torch.randint(0, 50, (3, 12))
+    targets = torch.full((3, 12), -100)
+    targets[0, [2, 7]], targets[2, [0, 5, 11]] = torch.tensor([4, 9]), torch.tensor([1, 2, 3])
+    logits, nll, count = LanguageModelingModule(model)._scores((inputs, targets))
+    full = model(inputs)
+    expected = F.cross_entropy(full.flatten(0, 1), targets.flatten(), reduction="sum")
+    assert count == 5 and torch.allclose(logits, full[targets != -100], atol=1e-6)
+    assert torch.allclose(nll, expected, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 from helpers import ENV, TINY, model_from_checkpoint, run_script, windowed_loss
@@ -40,7 +41,9 @@ def test_single_run_writes_metrics_and_respects_the_floor(tmp_path):
     assert metrics["val/floor_ppl"] == pytest.approx(data.floor_ppl("val"), rel=1e-9)
     saved = (tmp_path / "config.yaml").read_text()
     assert "${" not in saved and "model:" in saved, "the resolved config is saved"
-    assert "val: loss" in result.stdout
+    assert re.search(
+        r"^  val +loss \d+\.\d{4}  ppl [\d.]+  \(true-entropy floor", result.stdout, re.M
+    )
 
 
 def test_run_without_evaluation_still_writes_metrics(tmp_path):

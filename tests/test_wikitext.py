@@ -132,11 +132,17 @@ def test_concurrent_jobs_train_once_and_share_the_cache(mirror, tmp_path, monkey
     assert queue.get(timeout=5) == queue.get(timeout=5) == make(mirror, tmp_path, "bpe").vocab_size
 
 
-def test_unreadable_tokenizer_cache_is_an_error_naming_it(mirror, tmp_path) -> None:
-    path = make(mirror, tmp_path).tokenizer_file
-    path.write_text("{not json")
-    with pytest.raises(RuntimeError, match=str(path)):
-        make(mirror, tmp_path).setup()
+def test_a_truncated_tokenizer_cache_is_rebuilt_and_reported(mirror, tmp_path, caplog) -> None:
+    """Before, it stopped the run with an error telling the user to delete the file."""
+    first = make(mirror, tmp_path)
+    path, vocab = first.tokenizer_file, first.tokenizer.get_vocab()
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    again = make(mirror, tmp_path)
+    assert again.tokenizer.get_vocab() == vocab and path.read_bytes() == whole
+    logged = [r for r in caplog.records if r.name == tokenization.log.name]
+    (warning,) = [r.getMessage() for r in logged if r.levelname == "WARNING"]
+    assert warning.startswith(f"tokenizer cache {path} was unreadable")
 
 
 def test_train_split_is_streamed_in_shuffled_blocks_of_the_whole_split(mirror, tmp_path) -> None:

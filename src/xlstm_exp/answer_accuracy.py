@@ -22,12 +22,13 @@ class AnswerAccuracy(Metric):
         self.add_state("group_answers", torch.zeros(size), dist_reduce_fx="sum")
 
     def update(
-        self, logits: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor | None = None
+        self, predictions: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor | None = None
     ) -> None:
-        """`logits` (B, T, V), `targets` (B, T) with -100 where nothing is scored, `groups`
-        (B,) the group index of each sequence (None: no groups)."""
+        """`predictions` (B, T) the predicted token ids (only read where something is scored),
+        `targets` (B, T) with -100 where nothing is scored, `groups` (B,) the group index of
+        each sequence (None: no groups)."""
         scored = targets != -100
-        right = (logits.argmax(-1) == targets) & scored
+        right = (predictions == targets) & scored
         self.correct += right.sum()
         self.answers += scored.sum()
         answered = scored.any(1)

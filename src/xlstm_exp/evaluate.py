@@ -6,7 +6,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from xlstm_exp.checkpoint import CONFIG_KEY, check_same_model, load_checkpoint
+from xlstm_exp.checkpoint import check_same_model, load_checkpoint, run_config
+from xlstm_exp.console_noise import route_dependency_output
 from xlstm_exp.evaluation import score, stream_metrics, write_metrics
 from xlstm_exp.from_config import build_data, build_model
 from xlstm_exp.lm import LanguageModelingModule
@@ -29,12 +30,9 @@ def data_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 def evaluate(cfg: DictConfig) -> dict:
     """Rebuild the checkpoint's model from the config it carries and score it on its own data,
     or on `data=...` when given (with the same vocabulary)."""
+    route_dependency_output()
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    if not checkpoint.get(CONFIG_KEY):
-        raise ValueError(
-            f"checkpoint {cfg.ckpt_path} carries no run config; was it written by train.py?"
-        )
-    trained = OmegaConf.create(checkpoint[CONFIG_KEY])
+    trained = OmegaConf.create(run_config(checkpoint, cfg.ckpt_path))
     data_cfg = data_config(cfg, trained)
     datamodule = build_data(data_cfg)
     model, _ = build_model(trained, datamodule.vocab_size)

@@ -17,6 +17,7 @@ from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.perplexity import per_word_and_byte
 from xlstm_exp.stream_eval import is_recurrent, sliding_window_nll, stateful_nll
 from xlstm_exp.summary import summary
+from xlstm_exp.user_error import UserError
 
 # What a sweep may minimise (`optimized_metric`): the scores every evaluated run reports.
 OPTIMIZABLE = tuple(
@@ -115,7 +116,7 @@ def check_optimized_metric(cfg: DictConfig) -> None:
     """Stop before training when `optimized_metric` names nothing a run reports."""
     name = cfg.get("optimized_metric")
     if name is not None and name not in OPTIMIZABLE:
-        raise ValueError(
+        raise UserError(
             f"optimized_metric={name} is not a metric runs report; choose one of "
             f"{', '.join(OPTIMIZABLE)}"
         )

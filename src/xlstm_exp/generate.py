@@ -6,10 +6,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer
 
-from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY, load_checkpoint
+from xlstm_exp.checkpoint import TOKENIZER_KEY, load_checkpoint, run_config
 from xlstm_exp.from_config import build_data, build_model
 from xlstm_exp.lm import LanguageModelingModule
 from xlstm_exp.sampling import check_sampling, generate_tokens
+from xlstm_exp.user_error import UserError
 
 
 def text_codec(checkpoint: dict, trained: DictConfig):
@@ -26,14 +27,14 @@ def generate(cfg: DictConfig) -> str:
     """Print the prompt's continuation as it is sampled; returns the generated text."""
     check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p)
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    trained = OmegaConf.create(checkpoint[CONFIG_KEY])
+    trained = OmegaConf.create(run_config(checkpoint, cfg.ckpt_path))
     vocab_size = checkpoint["state_dict"]["model.embedding.weight"].shape[0]
     module = LanguageModelingModule(build_model(trained, vocab_size)[0])
     module.load_state_dict(checkpoint["state_dict"])
     encode, decode = text_codec(checkpoint, trained)
     prompt = encode(cfg.prompt)
     if not prompt:
-        raise ValueError("the prompt encodes to no tokens; give prompt='...' some text")
+        raise UserError(f"prompt={cfg.prompt!r} encodes to no tokens; give it some text")
     generator = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
     tokens = generate_tokens(
         module.model,

@@ -16,6 +16,7 @@ from xlstm_exp.answer_accuracy import AnswerAccuracy
 from xlstm_exp.checkpoint import CONFIG_KEY, TOKENIZER_KEY
 from xlstm_exp.data.contract import LanguageDataModule
 from xlstm_exp.grad_norm import gradient_norm, shard_replicas
+from xlstm_exp.models.language_model import LanguageModel
 from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.seed_api import xLSTM
 from xlstm_exp.perplexity import per_word_and_byte
@@ -89,16 +90,16 @@ class LanguageModelingModule(L.LightningModule):
         return self.model(input_ids)
 
     def _scores(self, batch) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Logits, summed NLL over the scored targets, and their number."""
+        """Logits of the scored targets (not -100) `(N, vocab)` in row-major order, their summed
+        NLL, and N."""
         input_ids, targets = batch[0], batch[1]
-        logits = self.model(input_ids)
-        nll = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        return logits, nll, int((targets != IGNORE_INDEX).sum())
+        scored = targets != IGNORE_INDEX
+        if isinstance(self.model, LanguageModel):
+            logits = self.model(input_ids, positions=scored)
+        else:
+            logits = self.model(input_ids)[scored]
+        nll = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
+        return logits, nll, logits.shape[0]
 
     def setup(self, stage: str) -> None:
         # Data whose targets are answers to a task is also scored by accuracy.
@@ -184,8 +185,11 @@ class LanguageModelingModule(L.LightningModule):
         self.eval_nll[split].update(nll)
         self.eval_tokens[split].update(count)
         if self.answer_accuracy is not None:
+            targets = batch[1]
+            predictions = torch.full_like(targets, IGNORE_INDEX)
+            predictions[targets != IGNORE_INDEX] = logits.argmax(-1)
             groups = batch[2] if len(batch) > 2 else None
-            self.answer_accuracy[split].update(logits, batch[1], groups)
+            self.answer_accuracy[split].update(predictions, targets, groups)
 
     def _eval_epoch_end(self, split: str) -> None:
         nll, tokens = self.eval_nll[split].compute(), self.eval_tokens[split].compute()

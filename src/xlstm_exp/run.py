@@ -11,13 +11,18 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from xlstm_exp import console
 from xlstm_exp.allocator import keep_freed_memory
+from xlstm_exp.atomic_checkpoint_io import AtomicCheckpointIO
+from xlstm_exp.auto_resume import resolve_ckpt_path
 from xlstm_exp.checkpoint import check_same_model, load_checkpoint
+from xlstm_exp.cli import full_errors, user_error_line
+from xlstm_exp.config_checks import check_config
+from xlstm_exp.console_noise import route_dependency_output
 from xlstm_exp.evaluation import (
     check_optimized_metric,
     optimized_value,
@@ -35,6 +40,7 @@ from xlstm_exp.wandb_setup import (
     configure_wandb_mode,
     finish_wandb,
     publish_summary,
+    wandb_run,
 )
 
 
@@ -71,7 +77,13 @@ def build_trainer(cfg: DictConfig, loggers: list) -> tuple[L.Trainer, list]:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if not keep_early_stopping(cfg):
         callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    # Every checkpoint, whichever callback writes it, is written whole or not at all.
+    trainer = instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )
     refuse_relaunch_in_multirun(trainer)
     # The number of processes is known once the trainer has resolved `devices` (e.g. "auto").
     token_budget = max_steps_for_tokens(cfg, trainer.num_devices * trainer.num_nodes)
@@ -80,10 +92,21 @@ def build_trainer(cfg: DictConfig, loggers: list) -> tuple[L.Trainer, list]:
     return trainer, callbacks
 
 
+def best_checkpoint(callbacks: list) -> str | None:
+    """The file of the best weights (what the final scores come from), if one was written."""
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+            return callback.best_model_path
+    return None
+
+
 def train(cfg: DictConfig) -> dict:
     """Train, validate (and test, unless `test=false`) one model; returns the metrics written to
-    `<output_dir>/metrics.json`. With `ckpt_path`, resumes that checkpoint exactly."""
+    `<output_dir>/metrics.json`. With `ckpt_path`, resumes that checkpoint exactly; with
+    `ckpt_path=auto`, the newest one in `<output_dir>/checkpoints/`, if any (see auto_resume)."""
     started = time.time()
+    route_dependency_output()
+    check_config(cfg)
     check_optimized_metric(cfg)
     keep_freed_memory()  # large CPU activations would otherwise be page-faulted in every step
     choices = HydraConfig.get().runtime.choices
@@ -93,7 +116,7 @@ def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-    resume_from = cfg.get("ckpt_path")
+    resume_from = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     if resume_from:
         resume_from = str(Path(resume_from).expanduser().resolve())
         resumed = load_checkpoint(resume_from)  # a clear error now, not deep inside Lightning
@@ -121,7 +144,10 @@ def train(cfg: DictConfig) -> dict:
             cb.path for cb in callbacks if isinstance(cb, PreemptionCheckpoint) and cb.saved
         ]
         if preempted:
-            console.info(f"stopped early; resume with ckpt_path={preempted[0]}")
+            console.info(
+                f"stopped early; resume with ckpt_path={preempted[0]} (or ckpt_path=auto "
+                f"hydra.run.dir={output_dir})"
+            )
             return {"preempted_checkpoint": str(preempted[0])}
         # Read before evaluating: loading the best checkpoint restores its own counts.
         tokens, seconds, history = module.train_tokens, module.train_seconds, module.val_history
@@ -141,12 +167,26 @@ def train(cfg: DictConfig) -> dict:
             "global_step": trainer.global_step,
             "wall_time_s": time.time() - started,
             "val/history": history,
+            "best_checkpoint": best_checkpoint(callbacks),
+            "wandb_run": wandb_run(loggers) if trainer.is_global_zero else None,
         }
         publish_summary(loggers, metrics, trainer.is_global_zero)
     finally:
         finish_wandb(loggers)
     write_metrics(trainer, metrics, output_dir)
     return metrics
+
+
+def record_error(error_file: Path, text: str) -> bool:
+    """Write `text` to `error_file` if the disk allows: the error that ended the run (a full
+    disk, say) may refuse it too, and must not be masked by that second error."""
+    try:
+        error_file.parent.mkdir(parents=True, exist_ok=True)
+        error_file.write_text(text)
+    except OSError as failure:
+        print(f"could not write {error_file} ({failure}); the run's error follows", file=sys.stderr)
+        return False
+    return True
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -157,12 +197,18 @@ def run_job(cfg: DictConfig) -> float | None:
         return optimized_value(train(cfg), cfg)
     except MultirunRelaunchError:
         raise
-    except Exception:
-        output_dir = Path(cfg.paths.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "error.txt").write_text(traceback.format_exc())
+    except Exception as error:
+        # A user error is reported by its one line (the last line of error.txt is what the
+        # sweep's FAILED row shows); a bug by its traceback.
+        line = None if full_errors() else user_error_line(error)
+        error_file = Path(cfg.paths.output_dir) / "error.txt"
+        recorded = record_error(error_file, f"{line}\n" if line else traceback.format_exc())
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             raise
-        print(f"job failed (see {output_dir / 'error.txt'}); the sweep goes on", file=sys.stderr)
-        traceback.print_exc()
+        where = f"see {error_file}" if recorded else "not recorded"
+        print(f"job failed ({where}); the sweep goes on", file=sys.stderr)
+        if line:
+            print(line, file=sys.stderr)
+        else:
+            traceback.print_exc()
         return math.nan

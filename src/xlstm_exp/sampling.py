@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from xlstm_exp.user_error import UserError
+
 
 def check_sampling(
     max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None
@@ -18,7 +20,7 @@ def check_sampling(
     ]
     for key, value, holds, rule in rules:
         if not holds:
-            raise ValueError(f"{key}={value} is invalid: {key} must be {rule}")
+            raise UserError(f"{key}={value} is invalid: {key} must be {rule}")
 
 
 def sample_next(

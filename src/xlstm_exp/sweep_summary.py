@@ -2,8 +2,10 @@
 
 Jobs whose overrides differ only in `seed=` and `optimizer.lr=` are one configuration. Each
 configuration is shown at its own best learning rate, so no model is judged at a learning rate
-tuned for another, as mean ± std over seeds, with Welch's t-test against the best configuration:
-seeds of two models are independent samples whose spread need not be equal.
+tuned for another, as mean ± std over seeds, with Welch's t-test against the best configuration
+of its data setting (its `data.*` overrides, e.g. one formal task or one MQAR context length:
+losses on different data do not compare): seeds of two models are independent samples whose
+spread need not be equal.
 """
 
 import math
@@ -49,6 +51,11 @@ def config_overrides(overrides: list[str]) -> tuple[str, ...]:
     """What makes a job's configuration: its overrides less seed and learning rate, as a set
     (the order they were typed in does not change the config)."""
     return tuple(sorted({o for o in overrides if override_key(o) not in (SEED_KEY, LR_KEY)}))
+
+
+def data_setting(key: tuple[str, ...]) -> str:
+    """The `data.*` overrides of a configuration: the data it is ranked on."""
+    return " ".join(o for o in key if override_key(o).startswith("data."))
 
 
 def _first(*values):
@@ -136,11 +143,13 @@ def _labels(groups: list[tuple[tuple, str]]) -> list[str]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """One row per configuration, best first. `rows` are the per-job rows of `report.collect`
-    (with `overrides`, `seed`, `lr`, `status` and the metrics). Each summary row holds `config`
-    (its label), `model`, `block`, `overrides`, `lr` (best), `lrs_tried`, `n` (finished seeds
-    at that lr), `failed` (failed jobs at that lr), `<metric>_mean`/`_std` for the METRICS
-    present, `rank_by`, `p_value`, `significant`, and `runs`: the finished jobs at that lr."""
+    """One row per configuration; data settings in the order the sweep ran them, best first
+    within each. `rows` are the per-job rows of `report.collect` (with `overrides`, `seed`,
+    `lr`, `status` and the metrics). Each summary row holds `config` (its label), `model`,
+    `block`, `overrides`, `setting` (its `data.*` overrides), `lr` (best), `lrs_tried`, `n`
+    (finished seeds at that lr), `failed` (failed jobs at that lr), `<metric>_mean`/`_std` for
+    the METRICS present, `rank_by`, `p_value` and `significant` against the best of its
+    setting, and `runs`: the finished jobs at that lr."""
     grouped: dict[tuple, list[dict]] = {}
     for row in rows:
         grouped.setdefault(config_overrides(row.get("overrides") or []), []).append(row)
@@ -160,6 +169,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             "model": model,
             "block": block,
             "overrides": " ".join(key),
+            "setting": data_setting(key),
             "lr": lr,
             "lrs_tried": len(tried) or 1,
             "n": len(runs),
@@ -180,18 +190,23 @@ def summarize(rows: list[dict]) -> list[dict]:
     finished = [entry for entry in summary if entry["n"]]
     tested = finished and all("test/loss_mean" in entry for entry in finished)
     rank_by = "test/loss" if tested else "val/loss"
-    summary.sort(key=lambda entry: _order(entry.get(f"{rank_by}_mean")))
-    best = summary[0] if summary and _has(summary[0], rank_by) else None
+    settings = list(dict.fromkeys(entry["setting"] for entry in summary))
+    summary.sort(key=lambda e: (settings.index(e["setting"]), _order(e.get(f"{rank_by}_mean"))))
+    best = {}
+    for entry in summary:
+        if entry["setting"] not in best:
+            best[entry["setting"]] = entry if _has(entry, rank_by) else None
 
     def losses(entry: dict) -> list[float]:
         return [j[rank_by] for j in entry["runs"] if j.get(rank_by) is not None]
 
     for entry in summary:
         entry["rank_by"] = rank_by
-        if entry is best:
+        top = best[entry["setting"]]
+        if entry is top:
             entry["p_value"], entry["significant"] = None, "best"
             continue
-        p = welch_p(losses(entry), losses(best)) if best else None
+        p = welch_p(losses(entry), losses(top)) if top else None
         entry["p_value"] = p
         entry["significant"] = "n/a" if p is None else ("yes" if p < ALPHA else "no")
     return [{"config": entry.pop("config"), **entry} for entry in summary]
@@ -200,12 +215,15 @@ def summarize(rows: list[dict]) -> list[dict]:
 def significance_note(summary: list[dict]) -> str:
     """The line results.md states the significance test with."""
     split = summary[0]["rank_by"].split("/")[0] if summary else "test"
-    return f"Welch's t-test on per-seed {split} loss against the best, two-sided, α = {ALPHA:g}"
+    against = "the best"
+    if len({entry["setting"] for entry in summary}) > 1:
+        against = "the best on the same data (its `data.*` overrides)"
+    return f"Welch's t-test on per-seed {split} loss against {against}, two-sided, α = {ALPHA:g}"
 
 
 def csv_columns(summary: list[dict]) -> list[str]:
     """summary.csv's columns: every key of the rows but `runs`, metrics only where present."""
-    fixed = ["config", "model", "block", "overrides", "lr", "lrs_tried", "n", "failed"]
+    fixed = ["config", "model", "block", "overrides", "setting", "lr", "lrs_tried", "n", "failed"]
     metrics = [
         f"{metric}_{stat}"
         for metric in METRICS

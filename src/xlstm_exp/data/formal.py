@@ -11,6 +11,7 @@ import torch
 from xlstm_exp.data.formal_tasks import MIN_LENGTH, formal_task
 from xlstm_exp.data.task_examples import PAD, Row, TaskDataModule, TaskExamples
 from xlstm_exp.data.windows import IGNORE_INDEX
+from xlstm_exp.user_error import UserError
 
 SPECIALS = ("<pad>", "<bos>", "<sep>")
 BOS, SEP = 1, 2
@@ -44,21 +45,24 @@ class FormalLanguageDataModule(TaskDataModule):
         self.lengths["test"] = self.lengths["val"]
         for key, (low, high) in (("train_lengths", train_lengths), ("eval_lengths", eval_lengths)):
             if not MIN_LENGTH <= low <= high:
-                raise ValueError(
+                raise UserError(
                     f"data.{key}=[{low}, {high}]: the minimum must be at least {MIN_LENGTH} "
                     "and at most the maximum"
                 )
         longest = max(train_lengths[1], eval_lengths[1]) + 2  # with <bos> and <sep>
         self.context_length = context_length or longest
         if self.context_length < longest:
-            raise ValueError(
+            raise UserError(
                 f"data.context_length={context_length} is shorter than the longest example "
                 f"({longest} tokens: data.eval_lengths / data.train_lengths maximum + 2)"
             )
         inside = sorted(s for s in bucket_starts if eval_lengths[0] < s <= eval_lengths[1])
         self.starts = [eval_lengths[0], *inside]
         if train_examples < batch_size:
-            raise ValueError(f"data.train_examples={train_examples} < data.batch_size")
+            raise UserError(
+                f"data.train_examples={train_examples} is below data.batch_size={batch_size}; "
+                "raise the one or lower the other"
+            )
         self.sizes = {"train": train_examples, "val": eval_examples, "test": eval_examples}
         self.batch_size, self.seed = batch_size, seed
         self.symbols = (
@@ -101,7 +105,7 @@ class FormalLanguageDataModule(TaskDataModule):
         ids = {symbol: index for index, symbol in enumerate(self.symbols)}
         unknown = [word for word in text.split() if word not in ids]
         if unknown:
-            raise ValueError(f"{unknown[:5]} are not symbols of {self.task.name}: {self.symbols}")
+            raise UserError(f"{unknown[:5]} are not symbols of {self.task.name}: {self.symbols}")
         return [ids[word] for word in text.split()]
 
     def decode(self, ids) -> str:

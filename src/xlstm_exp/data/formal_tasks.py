@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xlstm_exp.user_error import UserError
+
 MIN_LENGTH = 3
 MODULUS = 5
 CYCLE_LENGTH = 5
@@ -89,7 +91,10 @@ class FormalTask:
         """(input ids into input_symbols, answer ids into answer_symbols) of one example whose
         input has ``input_length(length)`` symbols; the answer array always has one id."""
         if length < MIN_LENGTH:
-            raise ValueError(f"{self.name}: length must be at least {MIN_LENGTH}, got {length}")
+            raise UserError(
+                f"{self.name}: length must be at least {MIN_LENGTH}, got {length}; raise the "
+                "minimum of data.train_lengths / data.eval_lengths"
+            )
         inputs, answer = self.generate(rng, length)
         return inputs, np.array([answer], dtype=np.int64)
 
@@ -234,5 +239,7 @@ TASKS: dict[str, FormalTask] = {
 def formal_task(name: str) -> FormalTask:
     """The registered task called ``name``."""
     if name not in TASKS:
-        raise ValueError(f"unknown formal task {name!r}; valid names: {', '.join(TASKS)}")
+        raise UserError(
+            f"unknown formal task {name!r} (data.task={name}); valid names: {', '.join(TASKS)}"
+        )
     return TASKS[name]

@@ -7,6 +7,7 @@ import torch
 
 from xlstm_exp.data.mqar_task import check_mqar_settings, mqar_examples
 from xlstm_exp.data.task_examples import TaskDataModule, TaskExamples
+from xlstm_exp.user_error import UserError
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 # Rows are generated this many at a time, so that the int64 arrays of one batch of them, not of
@@ -41,7 +42,10 @@ class MQARDataModule(TaskDataModule):
         for pairs in set(self.pairs.values()):
             check_mqar_settings(context_length, pairs, vocab_size)
         if train_examples < batch_size:
-            raise ValueError(f"data.train_examples={train_examples} < data.batch_size")
+            raise UserError(
+                f"data.train_examples={train_examples} is below data.batch_size={batch_size}; "
+                "raise the one or lower the other"
+            )
         self.context_length, self._vocab_size, self.power_a = context_length, vocab_size, power_a
         self.sizes = {"train": train_examples, "val": eval_examples, "test": eval_examples}
         self.batch_size, self.seed = batch_size, seed

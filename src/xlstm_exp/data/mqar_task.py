@@ -41,17 +41,18 @@ import numpy as np
 import torch
 
 from xlstm_exp.data.windows import IGNORE_INDEX
+from xlstm_exp.user_error import UserError
 
 # (context_length, num_kv_pairs) of zoology's MQAR settings used here.
 ZOOLOGY_SETTINGS = ((64, 4), (128, 8), (256, 16))
 
 
 def check_mqar_settings(context_length: int, num_kv_pairs: int, vocab_size: int) -> None:
-    """Raise ValueError, naming the config keys, when the pairs do not fit."""
+    """Raise a UserError, naming the config keys, when the pairs do not fit."""
     if num_kv_pairs < 1:
-        raise ValueError(f"data.num_kv_pairs={num_kv_pairs} must be at least 1")
+        raise UserError(f"data.num_kv_pairs={num_kv_pairs} must be at least 1")
     if 4 * num_kv_pairs > context_length:
-        raise ValueError(
+        raise UserError(
             f"data.num_kv_pairs={num_kv_pairs} does not fit data.context_length={context_length}: "
             "the pairs take 2 tokens each and their queries a 2-token slot each, so "
             f"4 * num_kv_pairs <= context_length; context_length={context_length} fits at most "
@@ -60,7 +61,7 @@ def check_mqar_settings(context_length: int, num_kv_pairs: int, vocab_size: int)
         )
     num_keys = max(vocab_size // 2 - 1, 0)
     if num_kv_pairs > num_keys:
-        raise ValueError(
+        raise UserError(
             f"data.num_kv_pairs={num_kv_pairs} needs as many distinct keys, but "
             f"data.vocab_size={vocab_size} offers {num_keys} (keys are tokens 1 .. vocab_size // 2 "
             f"- 1, values the upper half); use num_kv_pairs <= {num_keys} or "

@@ -18,6 +18,7 @@ from xlstm_exp.data.windows import (
     TokenWindows,
     WindowsByStart,
 )
+from xlstm_exp.user_error import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -168,7 +169,7 @@ class SyntheticDataModule(LanguageDataModule):
         ids = {token: index for index, token in enumerate(self.token_strings)}
         unknown = [word for word in text.split() if word not in ids]
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"{unknown[:5]} are not in the synthetic vocabulary; it has words such as "
                 f"{' '.join(self.token_strings[self.process.first_word :][:5])} and names "
                 f"such as {self.token_strings[2]}"

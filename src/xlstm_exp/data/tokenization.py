@@ -23,6 +23,8 @@ import tokenizers
 from filelock import FileLock
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from xlstm_exp.user_error import UserError
+
 log = logging.getLogger(__name__)
 
 EOL = "<eos>"  # word-level end of line
@@ -46,12 +48,16 @@ class TokenizerSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in START_TOKENS:
-            raise ValueError(f"tokenizer.kind={self.kind!r}; expected one of {list(START_TOKENS)}")
+            raise UserError(f"tokenizer.kind={self.kind!r}; expected one of {list(START_TOKENS)}")
         least = {"bpe": 257, "word": 2}[self.kind]  # the 256 bytes and BOS; UNK and EOL
         if (self.vocab_size is None and self.kind == "bpe") or (self.vocab_size or least) < least:
-            raise ValueError(f"tokenizer.vocab_size must be at least {least} for {self.kind}")
+            raise UserError(
+                f"tokenizer.vocab_size={self.vocab_size} must be at least {least} for {self.kind}"
+            )
         if self.sample_rows is not None and self.sample_rows < 1:
-            raise ValueError("tokenizer.sample_rows must be positive or null (all rows)")
+            raise UserError(
+                f"tokenizer.sample_rows={self.sample_rows} must be positive or null (all rows)"
+            )
 
     @classmethod
     def from_config(cls, config: Mapping | None) -> TokenizerSpec:
@@ -59,7 +65,7 @@ class TokenizerSpec:
         options = dict(config or {})
         known = {field.name for field in dataclasses.fields(cls)}
         if unknown := sorted(set(options) - known):
-            raise ValueError(f"unknown tokenizer keys {unknown}; expected some of {sorted(known)}")
+            raise UserError(f"unknown tokenizer keys {unknown}; expected some of {sorted(known)}")
         return cls(**options)
 
     @property
@@ -131,48 +137,68 @@ def cache_file(spec: TokenizerSpec, source: Mapping, label: str) -> Path:
     return Path(spec.cache_dir).expanduser().absolute() / f"{safe_label}-{spec.kind}-{digest}.json"
 
 
-def read_tokenizer(path: Path, start_token: str) -> Tokenizer:
-    """A cached tokenizer; an unreadable or foreign file is an error naming it, never retrained
-    over silently."""
+def read_cached(path: Path, start_token: str) -> tuple[Tokenizer | None, str | None]:
+    """The tokenizer cached at ``path``, or None and why it cannot be used (None: no file)."""
+    if not path.exists():
+        return None, None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception for malformed JSON
-        raise RuntimeError(
-            f"tokenizer cache {path} is unreadable ({err}); delete it to build it again"
-        ) from err
+        return None, f"unreadable ({err})"
     if tokenizer.token_to_id(start_token) is None:
-        raise RuntimeError(
-            f"tokenizer cache {path} has no {start_token!r} token, so it was not written by this "
-            "recipe; delete it to build it again"
-        )
+        return None, f"not written by this recipe (no {start_token!r} token)"
+    return tokenizer, None
+
+
+def train_and_cache(
+    spec: TokenizerSpec, path: Path, lines: Callable[[], Iterable[str]]
+) -> Tokenizer:
+    """Train a tokenizer on ``lines()`` and write it to ``path`` whole or not at all: to a
+    temporary file first, then renamed, so that a job reading the cache never sees half of it."""
+    started = time.perf_counter()
+    tokenizer = train_tokenizer(spec, lines())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tokenizer.save(str(temporary))
+        os.replace(temporary, path)
+    except Exception as err:  # tokenizers raises a bare Exception for a failed write too
+        temporary.unlink(missing_ok=True)
+        raise UserError(
+            f"cannot write the tokenizer cache {path} ({err}); make tokenizer.cache_dir="
+            f"{spec.cache_dir} writable or point it elsewhere"
+        ) from err
+    log.info(
+        "trained the %s tokenizer (%d tokens) in %.1f s; cached at %s",
+        spec.kind,
+        tokenizer.get_vocab_size(),
+        time.perf_counter() - started,
+        path,
+    )
     return tokenizer
 
 
 def load_or_train(spec: TokenizerSpec, path: Path, lines: Callable[[], Iterable[str]]) -> Tokenizer:
-    """The tokenizer cached at ``path``, trained on ``lines()`` first if absent.
+    """The tokenizer cached at ``path``, trained on ``lines()`` first if absent or unusable.
 
     Concurrent jobs (a sweep) serialise on a lock file, so one trains while the others wait and
-    then read its result; the file appears atomically (temporary file, then rename), so a
-    reader never sees half of it.
+    then read its result. A cache entry that cannot be used (a file truncated when a disk filled
+    up or a job was killed while copying it) is trained again, with a warning: it is only a
+    cache of what the train split gives.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.lock"):
-            if not path.exists():  # else another job built it while this one waited
-                started = time.perf_counter()
-                tokenizer = train_tokenizer(spec, lines())
-                temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tokenizer.save(str(temporary))
-                os.replace(temporary, path)
-                log.info(
-                    "trained the %s tokenizer (%d tokens) in %.1f s; cached at %s",
-                    spec.kind,
-                    tokenizer.get_vocab_size(),
-                    time.perf_counter() - started,
-                    path,
-                )
-                return tokenizer
-    return read_tokenizer(path, spec.start_token)
+    tokenizer, _ = read_cached(path, spec.start_token)  # the usual case needs no lock
+    if tokenizer is not None:
+        return tokenizer
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        # Another job may have built or repaired the entry while this one waited.
+        tokenizer, problem = read_cached(path, spec.start_token)
+        if tokenizer is not None:
+            return tokenizer
+        tokenizer = train_and_cache(spec, path, lines)
+    if problem:
+        # Logged by the job that rebuilt it, which under DDP need not be rank zero.
+        log.warning("tokenizer cache %s was %s; trained it again", path, problem)
+    return tokenizer
 
 
 def encode_lines(tokenizer: Tokenizer, lines: Sequence[str]) -> list[int]:

@@ -26,6 +26,7 @@ from xlstm_exp.data.token_stream import (
 from xlstm_exp.data.tokenization import TokenizerSpec, cache_file, encode_lines, load_or_train
 from xlstm_exp.data.wikitext_source import WikiTextSource
 from xlstm_exp.data.windows import EvalShardSampler, PaddedWindows, TokenWindows
+from xlstm_exp.user_error import UserError
 
 
 class WikiTextDataModule(LanguageDataModule):
@@ -63,7 +64,7 @@ class WikiTextDataModule(LanguageDataModule):
             ("shuffle_buffer", shuffle_buffer, 1),
         ]:
             if value < least:
-                raise ValueError(f"data.{key}={value}; it must be at least {least}")
+                raise UserError(f"data.{key}={value}; it must be at least {least}")
         self.path, self.name = str(path), str(name)
         self.tokenizer_spec = TokenizerSpec.from_config(tokenizer)
         self.context_length, self.batch_size = context_length, batch_size

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import datasets
 from huggingface_hub import constants as hub_constants
 
+from xlstm_exp.user_error import UserError
+
 TEXT = "text"  # the column holding one line of the original file per row
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 PROBE_SECONDS = 5.0
@@ -27,7 +29,7 @@ MIRROR_HINT = (
 )
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(UserError):
     """The configured data cannot be read as asked."""
 
 

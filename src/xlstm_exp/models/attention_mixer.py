@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlstm_exp.models.init import InitScales, small_init_, wang_init_
-from xlstm_exp.models.mixer import Mixer
+from xlstm_exp.models.mixer import HEADS_HINT, Mixer
 from xlstm_exp.models.registry import register_mixer
+from xlstm_exp.user_error import UserError
 
 
 class KVCache(NamedTuple):
@@ -40,7 +41,9 @@ class AttentionMixer(Mixer):
     def __init__(self, width: int, num_heads: int, dropout: float = 0.0, rope_base: float = 1e4):
         super().__init__()
         if width % num_heads or (width // num_heads) % 2:
-            raise ValueError(f"width {width} must split into {num_heads} heads of even size")
+            raise UserError(
+                f"width {width} must split into {num_heads} heads of even size; {HEADS_HINT}"
+            )
         self.num_heads = num_heads
         self.dropout = dropout
         self.qkv_proj = nn.Linear(width, 3 * width, bias=False)

@@ -9,6 +9,7 @@ from typing import TypeVar
 import torch
 
 from xlstm_exp.models.triton import kernel_failure, triton_available
+from xlstm_exp.user_error import UserError
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -22,7 +23,10 @@ _WARNED: set[str] = set()
 
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"unknown kernel backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError(
+            f"model.backend: unknown kernel backend {backend!r}; choose one of "
+            f"{', '.join(BACKENDS)}"
+        )
     return backend
 
 

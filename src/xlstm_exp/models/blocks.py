@@ -13,7 +13,9 @@ from torch import nn
 from xlstm_exp.models.causal_conv import CausalConv1d
 from xlstm_exp.models.feedforward import GatedMLP, round_up
 from xlstm_exp.models.init import InitScales, small_init_, wang_init_
+from xlstm_exp.models.mixer import Mixer
 from xlstm_exp.models.registry import build_mixer, mixer_class
+from xlstm_exp.user_error import UserError
 
 
 class BlockState(NamedTuple):
@@ -31,6 +33,7 @@ class ResidualBlock(nn.Module, ABC):
 
     kind: ClassVar[str]
     default_proj_factor: ClassVar[float]
+    mixer: Mixer
 
     @staticmethod
     @abstractmethod
@@ -182,10 +185,12 @@ def resolve_block(spec: str | Mapping, mixer: str) -> tuple[str, dict]:
     options = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = options.pop("kind", "auto")
     if kind not in BLOCK_CHOICES:
-        raise ValueError(f"unknown block kind {kind!r}; choose one of {', '.join(BLOCK_CHOICES)}")
+        raise UserError(
+            f"block={kind}: unknown block kind; choose one of {', '.join(BLOCK_CHOICES)}"
+        )
     unknown = sorted(set(options) - set(BLOCKS))
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"unknown block keys {unknown}: block options go under block.pre or block.post, "
             "e.g. block.pre.proj_factor=2"
         )

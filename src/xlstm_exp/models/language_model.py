@@ -9,6 +9,7 @@ from torch import nn
 from xlstm_exp.models.blocks import BlockState, build_block, resolve_block
 from xlstm_exp.models.init import InitScales, small_init_
 from xlstm_exp.models.registry import MIXERS, check_mixer_options, mixer_class
+from xlstm_exp.user_error import UserError
 
 
 def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> list[int]:
@@ -23,12 +24,23 @@ def slstm_positions(num_layers: int, slstm_at: Sequence[int] | str | None) -> li
     if isinstance(slstm_at, str):
         if slstm_at == "all":
             return list(range(num_layers))
-        a, b = (float(part) for part in slstm_at.split(":"))
+        try:
+            a, b = (float(part) for part in slstm_at.split(":"))
+        except ValueError:
+            a = b = -1.0  # not two numbers: refused below
+        if a < 0 or b < 0 or a + b == 0:
+            raise UserError(
+                f"model.slstm_at={slstm_at} is neither a ratio a:b of non-negative numbers nor "
+                "'all'; pass e.g. model.slstm_at=7:1 or a list of block indices"
+            )
         count = round(num_layers * b / (a + b))
         return sorted({int((j + 0.5) * num_layers / count) for j in range(count)})
     positions = sorted(int(p) for p in slstm_at)
     if any(not 0 <= p < num_layers for p in positions):
-        raise ValueError(f"slstm_at {positions} out of range for {num_layers} blocks")
+        raise UserError(
+            f"model.slstm_at={positions} is out of range for model.num_layers={num_layers}; "
+            f"give block indices from 0 to {num_layers - 1}"
+        )
     return positions
 
 
@@ -48,8 +60,9 @@ def layer_blocks(
         refused = [name for name in (mixer, mix_with) if not mixer_class(name).mixable]
         if refused:
             mixable = sorted(name for name, cls in MIXERS.items() if cls.mixable)
-            raise ValueError(
-                f"{', '.join(refused)} cannot be mixed into an xLSTM[a:b] stack (slstm_at); "
+            raise UserError(
+                f"{', '.join(refused)} cannot be mixed into an xLSTM[a:b] stack "
+                f"(model.mixer={mixer}, model.mix_with={mix_with}, model.slstm_at); "
                 f"mixable cells: {', '.join(mixable)}"
             )
     mixed_block = block if slstm_block is None else slstm_block
@@ -98,7 +111,9 @@ class LanguageModel(nn.Module):
         mixer_class(mixer)  # an unknown name fails here, with the valid ones
         unknown = sorted(set(mixer_options or {}) - set(MIXERS))
         if unknown:
-            raise ValueError(f"mixer_options for unknown mixers {unknown}; known: {sorted(MIXERS)}")
+            raise UserError(
+                f"model.mixer_options names unknown mixers {unknown}; known: {sorted(MIXERS)}"
+            )
         mixer_options = {name: dict((mixer_options or {}).get(name) or {}) for name in MIXERS}
         for name, options in mixer_options.items():
             check_mixer_options(name, options)
@@ -159,14 +174,19 @@ class LanguageModel(nn.Module):
         input_ids: torch.Tensor,
         state: list[BlockState] | None = None,
         return_state: bool = False,
+        positions: torch.Tensor | None = None,
     ):
         """Logits `(B, S, vocab)` for `input_ids` `(B, S)`; with `return_state`, also the state
-        after the last token, which a later call can continue from."""
+        after the last token, which a later call can continue from. With `positions`, a `(B, S)`
+        boolean mask, only the logits there, `(N, vocab)` in row-major order: at a large
+        vocabulary the head dominates the cost, and tasks score a few positions per sequence."""
         x = self.dropout(self.embedding(input_ids))
         new_state = []
         for i, block in enumerate(self.blocks):
             x, block_state = block(x, None if state is None else state[i])
             new_state.append(block_state)
+        if positions is not None:
+            x = x[positions]
         logits = self.head(self.norm(x))
         return (logits, new_state) if return_state else logits
 

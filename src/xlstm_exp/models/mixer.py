@@ -8,6 +8,10 @@ from torch import nn
 
 from xlstm_exp.models.init import InitScales
 
+# How a user fixes a mixer width its heads do not divide: the width is `model.d_model` in a
+# post-up-projection block and the up-projection width in a pre-up-projection one.
+HEADS_HINT = "change model.num_heads, model.d_model or the block's up_width so that it does"
+
 
 class Mixer(nn.Module, ABC):
     """The sequence-mixing layer inside a residual block.

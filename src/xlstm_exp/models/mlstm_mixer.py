@@ -9,7 +9,7 @@ from xlstm_exp.models import triton as triton_kernels  # loads Triton only when 
 from xlstm_exp.models.backend import check_backend, run_kernel
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.init import InitScales, small_init_
-from xlstm_exp.models.mixer import Mixer
+from xlstm_exp.models.mixer import HEADS_HINT, Mixer
 from xlstm_exp.models.mlstm import (
     MLSTMState,
     mlstm_chunkwise_with_state,
@@ -19,6 +19,7 @@ from xlstm_exp.models.mlstm import (
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
 from xlstm_exp.models.triton import MLSTM_CHUNK_SIZES
+from xlstm_exp.user_error import UserError
 
 
 def mlstm_chunkwise_on_triton(*args, **kwargs) -> tuple[torch.Tensor, MLSTMState]:
@@ -58,11 +59,14 @@ class MLSTMMixer(Mixer):
     ):
         super().__init__()
         if impl not in ("chunkwise", "parallel"):
-            raise ValueError(f"mLSTM impl must be 'chunkwise' or 'parallel', not {impl!r}")
+            raise UserError(
+                f"model.mixer_options.mlstm.impl={impl}: mLSTM impl must be 'chunkwise' or "
+                "'parallel'"
+            )
         if width % num_heads:
-            raise ValueError(f"width {width} does not split into {num_heads} heads")
+            raise UserError(f"width {width} does not split into {num_heads} heads; {HEADS_HINT}")
         if chunk_size not in MLSTM_CHUNK_SIZES:
-            raise ValueError(
+            raise UserError(
                 f"mLSTM chunk_size={chunk_size} must be one of "
                 f"{', '.join(map(str, MLSTM_CHUNK_SIZES))} (the Triton kernel's tile sizes)"
             )

@@ -4,6 +4,7 @@ import inspect
 from collections.abc import Callable, Mapping
 
 from xlstm_exp.models.mixer import Mixer
+from xlstm_exp.user_error import UserError
 
 MIXERS: dict[str, type[Mixer]] = {}
 
@@ -25,7 +26,10 @@ def mixer_class(name: str) -> type[Mixer]:
     try:
         return MIXERS[name]
     except KeyError:
-        raise ValueError(f"unknown mixer {name!r}; choose one of {sorted(MIXERS)}") from None
+        raise UserError(
+            f"unknown mixer {name!r} (model.mixer or model.mix_with); choose one of "
+            f"{', '.join(sorted(MIXERS))}"
+        ) from None
 
 
 def mixer_option_names(name: str) -> list[str]:
@@ -39,7 +43,7 @@ def check_mixer_options(name: str, options: Mapping) -> None:
     unknown = sorted(set(options) - set(mixer_option_names(name)))
     if unknown:
         valid = ", ".join(mixer_option_names(name)) or "none"
-        raise ValueError(f"unknown mixer_options.{name} keys {unknown}; {name} takes: {valid}")
+        raise UserError(f"unknown model.mixer_options.{name} keys {unknown}; {name} takes: {valid}")
 
 
 def build_mixer(name: str, width: int, num_heads: int, dropout: float = 0.0, **options) -> Mixer:

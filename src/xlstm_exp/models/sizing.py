@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from xlstm_exp.user_error import UserError
+
 SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9}
 
 # make(width, up_width) -> model; up_width None means the block's default.
@@ -25,10 +27,15 @@ def parse_count(value: str | int | float) -> int:
     """`47M`, `1.3B`, `250K`, `5e6` or a plain number -> an integer count."""
     match = re.fullmatch(r"\s*([0-9.]+(?:[eE][+-]?[0-9]+)?)\s*([KMB]?)\s*", str(value), re.I)
     if match is None:
-        raise ValueError(f"cannot read {value!r} as a parameter count (e.g. 47M, 1.3B, 5e6)")
+        raise UserError(
+            f"model.target_params={value}: cannot read it as a parameter count; write e.g. "
+            "47M, 1.3B or 5e6"
+        )
     count = round(float(match.group(1)) * SUFFIXES[match.group(2).upper()])
     if count <= 0:
-        raise ValueError(f"a parameter count must be positive, not {value!r}")
+        raise UserError(
+            f"model.target_params={value}: a parameter count must be positive, e.g. 47M"
+        )
     return count
 
 
@@ -94,8 +101,9 @@ def solve_size(
             else "each width step moves the count too far (the vocabulary's embedding and head "
             "grow with the width): tie the embeddings, use a smaller vocabulary or more layers"
         )
-        raise ValueError(
-            f"no width reaches {target:,} parameters within {tolerance:.0%}: width {width} gives "
-            f"{count:,}, and no up-projection width at neighbouring widths closes the gap; {hint}"
+        raise UserError(
+            f"model.target_params={target:,}: no width reaches it within {tolerance:.0%}: width "
+            f"{width} gives {count:,}, and no up-projection width at neighbouring widths closes "
+            f"the gap; {hint}"
         )
     return min(candidates, key=lambda c: c[0])[1]

@@ -7,11 +7,12 @@ from xlstm_exp.models import triton as triton_kernels  # loads Triton only when 
 from xlstm_exp.models.backend import check_backend, run_kernel, warn_once
 from xlstm_exp.models.block_diagonal import BlockDiagonalLinear
 from xlstm_exp.models.init import InitScales, powerlaw_forget_bias, small_init_
-from xlstm_exp.models.mixer import Mixer
+from xlstm_exp.models.mixer import HEADS_HINT, Mixer
 from xlstm_exp.models.norms import MultiHeadNorm
 from xlstm_exp.models.registry import register_mixer
 from xlstm_exp.models.slstm import SLSTMState, slstm_recurrent_gates
 from xlstm_exp.models.triton import SLSTM_MAX_HEAD_DIM
+from xlstm_exp.user_error import UserError
 
 
 def slstm_recurrent_gates_triton(
@@ -44,7 +45,7 @@ class SLSTMMixer(Mixer):
         super().__init__()
         self.backend = check_backend(backend)
         if width % num_heads:
-            raise ValueError(f"width {width} does not split into {num_heads} heads")
+            raise UserError(f"width {width} does not split into {num_heads} heads; {HEADS_HINT}")
         self.num_heads = num_heads
         head_dim = width // num_heads
         self.fits_triton = head_dim <= SLSTM_MAX_HEAD_DIM
@@ -55,7 +56,7 @@ class SLSTMMixer(Mixer):
             )
             more_heads = f"raise num_heads to at least {-(-width // SLSTM_MAX_HEAD_DIM)}"
             if self.backend == "triton":
-                raise ValueError(f"{too_wide}: {more_heads}, or use backend=torch")
+                raise UserError(f"{too_wide}: {more_heads}, or use backend=torch")
             if self.backend == "auto":
                 warn_once(
                     f"{too_wide}, so CUDA runs will use the PyTorch recurrence (slower); "
