@@ -16,7 +16,7 @@ from wikitext_mirror import tiny_mirror
 
 from xlstm_exp import lm
 from xlstm_exp.generate import generate
-from xlstm_exp.run import train
+from xlstm_exp.run import run_job, train
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +137,17 @@ def test_eval_py_stateful_scores_the_stream(tmp_path):
 
 def run_generate(*args: str) -> subprocess.CompletedProcess:
     return run_script("generate.py", *args)
+
+
+def test_a_preempted_job_of_a_sweep_stops_the_sweep(tmp_path):
+    """A sweep's jobs run in one process, so SIGTERM or Ctrl-C is meant for all of them. Before,
+    the pre-empted job was checkpointed and the sweep started the next one."""
+    preempt = ["+callbacks.signal._target_=helpers.SignalAtStep", "+callbacks.signal.step=2"]
+    cfg = compose_train([*RESUMABLE, *preempt, "hydra.mode=MULTIRUN"], tmp_path / "0")
+    with pytest.raises(SystemExit) as stopped:
+        run_job(cfg)
+    assert stopped.value.code == 143
+    assert (tmp_path / "0" / "checkpoints" / "preempted.ckpt").is_file()
 
 
 def sampled_in_process(capsys, *overrides: str) -> str:

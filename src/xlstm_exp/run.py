@@ -177,6 +177,11 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
+# 128 + SIGTERM, as a shell reports a process ended by the signal.
+PREEMPTED_EXIT_STATUS = 143
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
 def record_error(error_file: Path, text: str) -> bool:
     """Write `text` to `error_file` if the disk allows: the error that ended the run (a full
     disk, say) may refuse it too, and must not be masked by that second error."""
@@ -194,7 +199,7 @@ def run_job(cfg: DictConfig) -> float | None:
     is also written to `<output_dir>/error.txt`; inside a multirun the sweep then goes on with
     the next job (this one returns NaN and shows as FAILED in the sweep's results table)."""
     try:
-        return optimized_value(train(cfg), cfg)
+        metrics = train(cfg)
     except MultirunRelaunchError:
         raise
     except Exception as error:
@@ -212,3 +217,17 @@ def run_job(cfg: DictConfig) -> float | None:
         else:
             traceback.print_exc()
         return math.nan
+    if "preempted_checkpoint" in metrics and sweep_runs_in_this_process():
+        # The signal (a cluster's SIGTERM, a Ctrl-C) was meant for the whole sweep, not for
+        # this job only: the next job would start only to be killed.
+        console.info("the sweep stops here: the jobs before this one finished")
+        sys.exit(PREEMPTED_EXIT_STATUS)
+    return optimized_value(metrics, cfg)
+
+
+def sweep_runs_in_this_process() -> bool:
+    """Whether this job is one of a multirun whose jobs run one after another in this process
+    (Hydra's basic launcher), where a signal reaches the sweep, not one job of it (as it does
+    under the submitit launchers, one process per job)."""
+    hydra = HydraConfig.get()
+    return hydra.mode == RunMode.MULTIRUN and hydra.launcher._target_ == BASIC_LAUNCHER
