@@ -9,7 +9,7 @@ ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## Create .venv, install the project with its dev extras (CPU torch) and, in .official/, the official xLSTM the tests compare with
+install: ## Create .venv, install the project with its dev extras (CPU torch, sweeps, lm-eval) and, in .official/, the official xLSTM the tests compare with
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"

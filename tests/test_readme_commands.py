@@ -8,8 +8,13 @@ import re
 import shlex
 
 import pytest
+import torch
 from helpers import ROOT, TINY, run_script
-from wikitext_mirror import tiny_mirror
+from omegaconf import OmegaConf
+from wikitext_mirror import make, tiny_mirror
+
+from xlstm_exp import LanguageModel
+from xlstm_exp.export import export
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +73,11 @@ RUNS = {
         "trainer.val_check_interval=2",
     ],
     "python eval.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt": [],
+    "python export.py ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt out=exported/slstm": [],
+    "python eval.py ckpt_path=exported/slstm": [],
+    "python -m xlstm_exp.lm_eval --model_args pretrained=exported/mlstm-wt2 --tasks "
+    'wikitext_stream,wikitext_articles --metadata \'{"data_path": "<local WikiText folder>", '
+    '"data_name": "wikitext-2-v1"}\'': [],
     "python train.py -m hparams_search=mlstm_optuna": [*BUDGET, "hydra.sweeper.n_trials=1"],
     "python train.py -m hparams_search=mlstm_optuna max_tokens=2e7 hydra.sweeper.n_trials=50 "
     "hydra.sweeper.storage=sqlite:///optuna.db": [
@@ -118,11 +128,28 @@ def test_every_readme_command_has_a_way_to_run_here():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A run of the README's sLSTM command, for the commands that read its checkpoint."""
+    """A run of the README's sLSTM command, for the commands that read its checkpoint, with its
+    last checkpoint exported to `<run>/exported`, for those that read an exported folder."""
     out = tmp_path_factory.mktemp("readme") / "run"
     result = run_script("train.py", "model=slstm", *BUDGET, f"hydra.run.dir={out}")
     assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last.ckpt"
+    export(
+        OmegaConf.create({"ckpt_path": str(ckpt), "out": str(out / "exported"), "overwrite": False})
+    )
     return out
+
+
+def wikitext_model(tmp_path) -> tuple[str, str]:
+    """An exported (untrained) model on the tiny mirror's word-level vocabulary, for the
+    lm-eval command; returns the mirror and the folder."""
+    mirror = tiny_mirror(tmp_path / "mirror")
+    data = make(mirror, tmp_path / "cache", kind="word")
+    folder = tmp_path / "model"
+    torch.manual_seed(0)
+    LanguageModel(data.vocab_size, d_model=32).save_pretrained(folder)
+    data.tokenizer.save(str(folder / "tokenizer.json"))
+    return str(mirror), str(folder)
 
 
 def on_test_data(args: list[str], extra: list[str], tmp_path) -> tuple[list[str], list[str]]:
@@ -139,10 +166,17 @@ def on_test_data(args: list[str], extra: list[str], tmp_path) -> tuple[list[str]
 
 
 def run_readme(command: str, extra: list[str], tmp_path, trained):
+    command = command.replace("out=exported/slstm", f"out={tmp_path / 'exported'}")
+    command = command.replace("exported/slstm", f"{trained}/exported")
     command = command.replace("logs/train/runs/<run>", str(trained)).replace("<run>", str(trained))
     command = command.replace("sqlite:///optuna.db", f"sqlite:///{tmp_path}/optuna.db")
     command = command.replace("<local WikiText folder>", MIRROR)
     script, *args = shlex.split(command.removeprefix("python "))
+    if args[:1] == ["xlstm_exp.lm_eval"]:
+        mirror, folder = wikitext_model(tmp_path)
+        args = [a.replace("exported/mlstm-wt2", folder) for a in args]
+        args = [a.replace(MIRROR, mirror).replace("wikitext-2-v1", "tiny-v1") for a in args]
+        return run_script("-m", *args)
     if script == "-m":  # python -m xlstm_exp.report <folder>: the folder of a sweep made here
         sweep = tmp_path / "sweep"
         made = run_script("train.py", "-m", "model=lstm", *BUDGET, f"hydra.sweep.dir={sweep}")

@@ -14,6 +14,7 @@ SELF_PRINTING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "
 DROPPED_MESSAGES = (
     # Lightning's advertisement for its hosted logger.
     "💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]",
+    "💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]",
     # Said for every trainer of ours: the configs set the limits to their defaults explicitly.
     "`Trainer(limit_val_batches=1.0)` was configured so 100% of the batches will be used",
     "`Trainer(limit_test_batches=1.0)` was configured so 100% of the batches will be used",

@@ -204,3 +204,11 @@ def load_or_train(spec: TokenizerSpec, path: Path, lines: Callable[[], Iterable[
 def encode_lines(tokenizer: Tokenizer, lines: Sequence[str]) -> list[int]:
     """The concatenated token ids of ``lines`` (each ending in a newline)."""
     return [i for encoding in tokenizer.encode_batch_fast(list(lines)) for i in encoding.ids]
+
+
+def encode_text(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The token ids of ``text`` as the data modules encode theirs: line by line (a byte-level
+    BPE pre-tokenizes a run of newlines and spaces differently inside one long string)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return encode_lines(tokenizer, [line for line in lines if line])

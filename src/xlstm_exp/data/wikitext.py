@@ -23,7 +23,13 @@ from xlstm_exp.data.token_stream import (
     StreamPosition,
     distributed_rank,
 )
-from xlstm_exp.data.tokenization import TokenizerSpec, cache_file, encode_lines, load_or_train
+from xlstm_exp.data.tokenization import (
+    TokenizerSpec,
+    cache_file,
+    encode_lines,
+    encode_text,
+    load_or_train,
+)
 from xlstm_exp.data.wikitext_source import WikiTextSource
 from xlstm_exp.data.windows import EvalShardSampler, PaddedWindows, TokenWindows
 from xlstm_exp.user_error import UserError
@@ -201,7 +207,7 @@ class WikiTextDataModule(LanguageDataModule):
         return self.tokenizer.to_str()
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text).ids
+        return encode_text(self.tokenizer, text)
 
     def decode(self, ids: Sequence[int] | Tensor | np.ndarray) -> str:
         values = np.asarray(ids.tolist() if isinstance(ids, Tensor) else ids).ravel().tolist()

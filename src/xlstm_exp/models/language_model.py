@@ -2,13 +2,17 @@
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 from xlstm_exp.models.blocks import BlockState, build_block, resolve_block
 from xlstm_exp.models.init import InitScales, small_init_
+from xlstm_exp.models.pretrained_config import WEIGHTS_FILE, check_pretrained_config
 from xlstm_exp.models.registry import MIXERS, check_mixer_options, mixer_class
+from xlstm_exp.models.weights_file import load_weights, save_weights
 from xlstm_exp.user_error import UserError
 
 
@@ -79,7 +83,13 @@ def width_multiple(num_heads: int, layers: list[tuple[str, str | Mapping]]) -> i
     return multiple
 
 
-class LanguageModel(nn.Module):
+class LanguageModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="xlstm-exp",
+    tags=["xlstm", "text-generation"],
+    paper_url="https://arxiv.org/abs/2405.04517",
+):
     """A causal language model built from one mixer kind and one block kind per layer.
 
     `mixer` names a registered mixer (`registry.MIXERS`); `block` is a block spec (see
@@ -88,6 +98,10 @@ class LanguageModel(nn.Module):
     into `mix_with` blocks (sLSTM), built as `slstm_block` (default: as `block` says).
     `mixer_options` maps a mixer name to extra keyword arguments for it. `backend` picks the
     kernels of the mixers that have several (`auto`, `torch`, `triton`; see `models.backend`).
+
+    `save_pretrained`, `from_pretrained` and `push_to_hub` come from huggingface_hub's mixin,
+    which records the constructor's arguments as `config.json`; the weights go to
+    `model.safetensors` with a digest of the tensors in its header (`models.weights_file`).
     """
 
     def __init__(
@@ -194,3 +208,44 @@ class LanguageModel(nn.Module):
         """One token per sequence, `(B,)` -> logits `(B, vocab)` and the new state."""
         logits, state = self.forward(token_ids.view(-1, 1), state, return_state=True)
         return logits[:, 0], state
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_weights(self, Path(save_directory) / WEIGHTS_FILE)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict | None = None,
+        map_location: str = "cpu",
+        **options,
+    ) -> "LanguageModel":
+        """The mixin's loading step: the config is checked first, and every weight must be in
+        the file (the mixin's own step loads what it finds, unless told `strict`). `model_id`
+        is a folder, or a Hub repo whose config.json the mixin has already fetched."""
+        folder = Path(model_id)
+        if not folder.is_dir():
+            weights = hf_hub_download(
+                model_id,
+                WEIGHTS_FILE,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                local_files_only=local_files_only,
+                token=token,
+            )
+            folder = Path(weights).parent
+        arguments = [name for name in cls._hub_mixin_init_parameters if name != "self"]
+        check_pretrained_config(config, folder, arguments)
+        try:
+            model = cls(**options)
+        except UserError as error:
+            raise UserError(f"{folder / 'config.json'}: {error}") from error
+        load_weights(model, folder / WEIGHTS_FILE, map_location)
+        return model.eval()
