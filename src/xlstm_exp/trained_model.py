@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 
 from xlstm_exp.checkpoint import TOKENIZER_KEY, load_checkpoint, run_config
@@ -118,8 +118,6 @@ def vocabulary_tokenizer(datamodule) -> Tokenizer:
     """A `tokenizers` word-level tokenizer over a built-in vocabulary (synthetic corpus, formal
     languages, MQAR): each id's string as the data module decodes it, words split on whitespace.
     Ids whose string is empty or taken get a `<id>` name, so every id has one."""
-    from tokenizers import models, pre_tokenizers
-
     vocab: dict[str, int] = {}
     for index in range(datamodule.vocab_size):
         word = datamodule.decode([index]).strip()
