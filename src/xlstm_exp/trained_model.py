@@ -68,7 +68,7 @@ def load_trained(path: str | Path) -> TrainedModel:
         tokenizer=Tokenizer.from_str(tokenizer) if tokenizer else None,
         global_step=checkpoint.get("global_step"),
         train_tokens=checkpoint.get("train_tokens"),
-        metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else None,
+        metrics=run_metrics(metrics_file),
         checkpoint=checkpoint,
     )
 
@@ -103,6 +103,15 @@ def load_folder(folder: Path) -> TrainedModel:
         train_tokens=training.get("train_tokens"),
         metrics=training.get("metrics"),
     )
+
+
+def run_metrics(file: Path) -> dict | None:
+    """The run's metrics.json, if there is a readable one: only the model card shows them, so
+    a missing or damaged file must not stop eval.py or generate.py."""
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_json(file: Path) -> dict | None:
